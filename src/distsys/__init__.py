@@ -1,0 +1,12 @@
+"""distsys: Go-style concurrency and the building blocks of distributed systems.
+
+Import from the concept, for example ``from distsys.concurrency import Chan, select``
+or ``from distsys.context import background, with_timeout``. This top-level module stays
+light: it imports nothing heavy and no optional dependency.
+"""
+
+from distsys.errors import DistsysError
+
+__all__ = ["DistsysError", "__version__"]
+
+__version__ = "0.1.0"

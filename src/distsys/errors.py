@@ -1,0 +1,115 @@
+"""The exception tree of distsys.
+
+Every error distsys raises on purpose derives from :class:`DistsysError`. Leaves are
+specific, carry their data as attributes, and also derive from the built-in exception
+they resemble, so ``except TimeoutError`` or ``except ValueError`` keep working::
+
+    DistsysError
+    ├── InvalidArgumentError (ValueError)      bad configuration or argument: .field, .accepted
+    │   └── ArgumentTypeError (TypeError)      an argument of the wrong kind
+    ├── BlockingCallInLoopError (RuntimeError) a blocking call made on an event loop's thread
+    ├── WouldBlock                             a *_nowait operation could not complete at once
+    ├── ChannelClosedError                     send on / close of a closed channel, or a
+    │                                          receive from a closed, drained one: .index
+    └── ContextError                           a Context ended
+        ├── CanceledError                      cancelled by its cancel function or a parent
+        └── DeadlineExceededError (TimeoutError)
+                                               its deadline, or an operation's timeout, passed
+
+``asyncio.CancelledError`` is never turned into one of these: cancellation of a task
+stays cancellation. ``CanceledError`` is the *reason* a :class:`~distsys.context.Context`
+ended, as returned by ``Context.err()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ArgumentTypeError",
+    "BlockingCallInLoopError",
+    "CanceledError",
+    "ChannelClosedError",
+    "ContextError",
+    "DeadlineExceededError",
+    "DistsysError",
+    "InvalidArgumentError",
+    "WouldBlock",
+]
+
+
+class DistsysError(Exception):
+    """Base class of every error raised by distsys."""
+
+
+class InvalidArgumentError(DistsysError, ValueError):
+    """An argument or configuration value is not acceptable.
+
+    Attributes:
+        field: the argument or configuration key that was wrong.
+        value: the value that was given.
+        accepted: a human-readable description of what is accepted.
+    """
+
+    def __init__(self, field: str, value: Any, accepted: str, *, detail: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        message = f"{field}={value!r} is not accepted: expected {accepted}"
+        if detail:
+            message = f"{message} ({detail})"
+        super().__init__(message)
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument is of the wrong kind (for example a non-channel given to ``select``)."""
+
+
+class BlockingCallInLoopError(DistsysError, RuntimeError):
+    """A blocking (thread-side) call was made on a thread that runs an event loop.
+
+    Blocking there would stall every task of the loop, and deadlock if the peer it waits
+    for runs on that loop. Use the ``await`` form instead.
+    """
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+        super().__init__(f"{call} would block the running event loop; await the async form instead")
+
+
+class WouldBlock(DistsysError):
+    """A ``*_nowait`` operation could not complete without waiting."""
+
+
+class ChannelClosedError(DistsysError):
+    """The channel is closed.
+
+    Raised by a send on a closed channel, by closing it twice, and by a receive once the
+    channel is closed and its buffer drained.
+
+    Attributes:
+        index: when raised by ``select``, the position of the case whose channel is closed.
+    """
+
+    def __init__(self, message: str = "channel is closed", *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message)
+
+
+class ContextError(DistsysError):
+    """A :class:`~distsys.context.Context` ended; see its two subclasses."""
+
+
+class CanceledError(ContextError):
+    """The context was cancelled (by its cancel function or through a parent)."""
+
+    def __init__(self, message: str = "context canceled", *, cause: BaseException | None = None):
+        self.cause = cause
+        super().__init__(message)
+
+
+class DeadlineExceededError(ContextError, TimeoutError):
+    """A deadline or timeout passed before the work completed."""
+
+    def __init__(self, message: str = "context deadline exceeded") -> None:
+        super().__init__(message)
