@@ -11,6 +11,7 @@ they resemble, so ``except TimeoutError`` or ``except ValueError`` keep working:
     ├── WouldBlock                             a *_nowait operation could not complete at once
     ├── ChannelClosedError                     send on / close of a closed channel, or a
     │                                          receive from a closed, drained one: .index
+    ├── EmptyRingError (LookupError)           a hash ring with no nodes was asked for one
     └── ContextError                           a Context ended
         ├── CanceledError                      cancelled by its cancel function or a parent
         └── DeadlineExceededError (TimeoutError)
@@ -33,6 +34,7 @@ __all__ = [
     "ContextError",
     "DeadlineExceededError",
     "DistsysError",
+    "EmptyRingError",
     "InvalidArgumentError",
     "WouldBlock",
 ]
@@ -93,6 +95,13 @@ class ChannelClosedError(DistsysError):
 
     def __init__(self, message: str = "channel is closed", *, index: int | None = None) -> None:
         self.index = index
+        super().__init__(message)
+
+
+class EmptyRingError(DistsysError, LookupError):
+    """A hash ring with no nodes was asked to place a key."""
+
+    def __init__(self, message: str = "the hash ring has no nodes; add() one first") -> None:
         super().__init__(message)
 
 
