@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 import pytest
 
-from distsys.concurrency import WaitGroup, WaitGroupStatistics
+from distsys.concurrency import Chan, WaitGroup, WaitGroupStatistics
 from distsys.errors import ArgumentTypeError, DeadlineExceededError, InvalidArgumentError
 from distsys.testing import ManualClock
 from tests.conftest import wait_until
@@ -112,3 +113,25 @@ async def test_a_wait_group_can_be_reused() -> None:
         await waiter
     assert wg.statistics() == WaitGroupStatistics(count=0, waiters=0)
     assert "count=0" in repr(wg)
+
+
+async def test_tasks_started_by_go_are_kept_alive_until_they_finish() -> None:
+    wg = WaitGroup()
+    outcome: list[str] = []
+
+    async def worker() -> None:
+        inbox: Chan[int] = Chan()  # only this task can reach it
+        try:
+            await inbox.recv()
+        except asyncio.CancelledError:
+            outcome.append("cancelled, not collected")
+            raise
+
+    wg.go(worker)  # the handle is dropped on purpose
+    await asyncio.sleep(0)
+    gc.collect()
+    assert wg.count == 1
+    (task,) = asyncio.all_tasks() - {asyncio.current_task()}
+    task.cancel()
+    await wg.wait()
+    assert outcome == ["cancelled, not collected"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ class ErrGroup:
         limit: at most this many functions run at once; the others wait their turn.
     """
 
-    __slots__ = ("_cancel", "_ctx", "_error", "_lock", "_slots", "_started", "_tasks", "_wg")
+    __slots__ = ("_cancel", "_ctx", "_error", "_lock", "_slots", "_started", "_wg")
 
     def __init__(self, parent: Context | None = None, *, limit: int | None = None) -> None:
         if limit is not None:
@@ -58,7 +57,6 @@ class ErrGroup:
         self._wg = WaitGroup()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._started = 0
 
     @property
@@ -76,10 +74,7 @@ class ErrGroup:
         with self._lock:
             self._started += 1
         if is_async_callable(fn):
-            task = self._wg.go(self._run_async, fn, args)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return task
+            return self._wg.go(self._run_async, fn, args)
         return self._wg.go(self._run_thread, fn, args)
 
     async def _run_async(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

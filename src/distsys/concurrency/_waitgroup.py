@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from distsys.clock import Clock
 from distsys.concurrency._chan import Chan
@@ -13,6 +15,8 @@ from distsys.concurrency._go import go
 from distsys.errors import ArgumentTypeError, ChannelClosedError, InvalidArgumentError
 
 __all__ = ["WaitGroup", "WaitGroupStatistics"]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +42,14 @@ class WaitGroup:
         clock: time source for the ``timeout`` arguments (default: the monotonic clock).
     """
 
-    __slots__ = ("_clock", "_count", "_lock", "_zero")
+    __slots__ = ("_clock", "_count", "_lock", "_tasks", "_zero")
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self._lock = threading.Lock()
         self._count = 0
         self._zero: Chan[None] | None = None  # closed when the counter reaches zero
         self._clock = clock
+        self._tasks: set[asyncio.Task[Any]] = set()  # asyncio keeps only weak references
 
     @property
     def count(self) -> int:
@@ -110,8 +115,19 @@ class WaitGroup:
             except ChannelClosedError:
                 return
 
+    @overload
+    def go(  # type: ignore[overload-overlap]
+        self, fn: Callable[..., Coroutine[Any, Any, R]], *args: Any
+    ) -> asyncio.Task[R]: ...
+
+    @overload
+    def go(self, fn: Callable[..., R], *args: Any) -> concurrent.futures.Future[R]: ...
+
     def go(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Count one more piece of work, run ``fn(*args)`` with :func:`go`, count it done.
+
+        The WaitGroup keeps a reference to each task it starts until the task ends, so a
+        task that waits on something only it can reach is not garbage-collected.
 
         Returns:
             What :func:`go` returns: an ``asyncio.Task`` for a coroutine function, a
@@ -119,10 +135,14 @@ class WaitGroup:
         """
         self.add(1)
         try:
-            return go(fn, *args, on_exit=self.done)
+            handle = go(fn, *args, on_exit=self.done)
         except BaseException:
             self.done()
             raise
+        if isinstance(handle, asyncio.Task):
+            self._tasks.add(handle)
+            handle.add_done_callback(self._tasks.discard)
+        return handle
 
     def statistics(self) -> WaitGroupStatistics:
         """Return the counter and the number of parked waiters."""
