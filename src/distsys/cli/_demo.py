@@ -1,0 +1,29 @@
+"""``distsys demo``: scenarios that show the primitives doing real work."""
+
+from __future__ import annotations
+
+import click
+
+from distsys.cli._pipeline_command import pipeline
+
+__all__ = ["SCENARIOS", "demo"]
+
+SCENARIOS: tuple[click.Command, ...] = (pipeline,)
+"""The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def demo(click_ctx: click.Context) -> None:
+    """Run the demo scenarios: all of them in order, or the one named.
+
+    Without a scenario name every scenario runs with its default options; name one
+    (``distsys demo pipeline --help``) to see and set its options.
+    """
+    if click_ctx.invoked_subcommand is None:
+        for scenario in SCENARIOS:
+            click_ctx.invoke(scenario)
+
+
+for _scenario in SCENARIOS:
+    demo.add_command(_scenario)

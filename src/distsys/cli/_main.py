@@ -1,0 +1,19 @@
+"""The root ``distsys`` command group."""
+
+from __future__ import annotations
+
+import click
+
+from distsys import __version__
+from distsys.cli._demo import demo
+
+__all__ = ["main"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="distsys")
+def main() -> None:
+    """distsys: Go-style concurrency and distributed-systems building blocks."""
+
+
+main.add_command(demo)
