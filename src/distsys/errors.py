@@ -6,7 +6,15 @@ they resemble, so ``except TimeoutError`` or ``except ValueError`` keep working:
 
     DistsysError
     ├── InvalidArgumentError (ValueError)      bad configuration or argument: .field, .accepted
-    │   └── ArgumentTypeError (TypeError)      an argument of the wrong kind
+    │   ├── ArgumentTypeError (TypeError)      an argument of the wrong kind
+    │   └── UnknownSchemeError                 a backend URL's scheme is not known: .scheme,
+    │                                          .known, .suggestion
+    ├── MissingDependencyError (ImportError)   a backend's client library is not installed:
+    │                                          .extra (pip install 'distsys[<extra>]')
+    ├── BackendUnavailableError (ConnectionError)
+    │                                          a backend server cannot be reached: .url
+    ├── LeaseExpiredError (LookupError)        a key was written under a lease that expired
+    │                                          or was revoked: .lease
     ├── BlockingCallInLoopError (RuntimeError) a blocking call made on an event loop's thread
     ├── WouldBlock                             a *_nowait operation could not complete at once
     ├── ChannelClosedError                     send on / close of a closed channel, or a
@@ -28,6 +36,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentTypeError",
+    "BackendUnavailableError",
     "BlockingCallInLoopError",
     "CanceledError",
     "ChannelClosedError",
@@ -36,6 +45,9 @@ __all__ = [
     "DistsysError",
     "EmptyRingError",
     "InvalidArgumentError",
+    "LeaseExpiredError",
+    "MissingDependencyError",
+    "UnknownSchemeError",
     "WouldBlock",
 ]
 
@@ -65,6 +77,66 @@ class InvalidArgumentError(DistsysError, ValueError):
 
 class ArgumentTypeError(InvalidArgumentError, TypeError):
     """An argument is of the wrong kind (for example a non-channel given to ``select``)."""
+
+
+class UnknownSchemeError(InvalidArgumentError):
+    """A backend URL names a scheme distsys does not know for that concept.
+
+    Attributes:
+        scheme: the scheme that was given.
+        known: the schemes that are accepted, sorted.
+        suggestion: the closest known scheme, or None.
+    """
+
+    def __init__(self, url: str, scheme: str, known: list[str], suggestion: str | None) -> None:
+        self.scheme = scheme
+        self.known = sorted(known)
+        self.suggestion = suggestion
+        hint = f"did you mean {suggestion}://?" if suggestion else ""
+        super().__init__(
+            "url",
+            url,
+            f"a URL whose scheme is one of {', '.join(s + '://' for s in self.known)}",
+            detail=hint,
+        )
+
+
+class MissingDependencyError(DistsysError, ImportError):
+    """The client library a backend needs is not installed.
+
+    Attributes:
+        extra: the distsys extra that installs it.
+    """
+
+    def __init__(self, scheme: str, library: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{scheme}:// needs the {library!r} client library: pip install 'distsys[{extra}]'"
+        )
+
+
+class BackendUnavailableError(DistsysError, ConnectionError):
+    """A backend server could not be reached, or stopped answering.
+
+    Attributes:
+        url: the backend's URL, with any password masked.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(f"{url} is unavailable: {reason}")
+
+
+class LeaseExpiredError(DistsysError, LookupError):
+    """A key was written under a lease that has expired or was revoked.
+
+    Attributes:
+        lease: the lease id.
+    """
+
+    def __init__(self, lease: int) -> None:
+        self.lease = lease
+        super().__init__(f"lease {lease} has expired or was revoked; grant() a new one")
 
 
 class BlockingCallInLoopError(DistsysError, RuntimeError):

@@ -1,5 +1,6 @@
-"""Test helpers: a clock driven by hand, and (later) contract suites for backends."""
+"""Test helpers: a clock driven by hand, and contract suites that every backend passes."""
 
 from distsys.testing._clock import ManualClock
+from distsys.testing._kv_contract import KVContract
 
-__all__ = ["ManualClock"]
+__all__ = ["KVContract", "ManualClock"]
