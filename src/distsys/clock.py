@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "MonotonicClock", "TimerHandle"]
+__all__ = ["Clock", "MonotonicClock", "TimerHandle", "sleep"]
 
 
 class TimerHandle(Protocol):
@@ -68,3 +68,32 @@ class MonotonicClock:
 
     def __repr__(self) -> str:
         return "MonotonicClock()"
+
+
+async def sleep(seconds: float, clock: Clock | None = None) -> None:
+    """Sleep ``seconds`` on ``clock`` (asyncio); with a ManualClock, until it is advanced.
+
+    Cancellation-safe: a cancelled sleep leaves no timer behind.
+    """
+    if clock is None or type(clock) is MonotonicClock:
+        await asyncio.sleep(seconds)
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    thread = threading.get_ident()
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def wake() -> None:
+        if threading.get_ident() == thread:
+            resolve()
+        else:
+            loop.call_soon_threadsafe(resolve)
+
+    timer = clock.call_later(seconds, wake)
+    try:
+        await done
+    finally:
+        timer.cancel()

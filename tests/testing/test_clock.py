@@ -90,3 +90,35 @@ def test_monotonic_clock_uses_a_timer_thread_outside_a_loop() -> None:
     fired = threading.Event()
     MonotonicClock().call_later(0, fired.set)
     assert fired.wait(10)
+
+
+async def test_sleep_on_a_manual_clock_wakes_when_advanced() -> None:
+    from distsys.clock import sleep
+
+    clock = ManualClock()
+    sleeper = asyncio.create_task(sleep(5, clock))
+    await asyncio.sleep(0)
+    clock.advance(4.9)
+    await asyncio.sleep(0)
+    assert not sleeper.done()
+    clock.advance(0.1)
+    await asyncio.wait_for(sleeper, 10)
+
+
+async def test_a_cancelled_sleep_leaves_no_timer() -> None:
+    from distsys.clock import sleep
+
+    clock = ManualClock()
+    sleeper = asyncio.create_task(sleep(5, clock))
+    await asyncio.sleep(0)
+    sleeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sleeper
+    assert clock.pending() == 0
+
+
+async def test_sleep_on_the_real_clock() -> None:
+    from distsys.clock import sleep
+
+    await sleep(0)
+    await sleep(0, MonotonicClock())
