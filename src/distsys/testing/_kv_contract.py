@@ -16,7 +16,7 @@ from distsys.errors import (
     LeaseExpiredError,
 )
 
-__all__ = ["KVContract"]
+__all__ = ["KVContract", "next_event"]
 
 EVENT_TIMEOUT = 15.0  # a safety net for a broken backend; events normally arrive at once
 
@@ -172,6 +172,31 @@ class KVContract:
             assert (gone.type, gone.key) == (EventType.DELETE, ns + "inst")
             assert await kv.get(ns + "inst") is None
             assert await kv.keep_alive(lease) is False
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def test_revoke_is_seen_by_watchers(self) -> None:
+        async with self.store() as (kv, ns):
+            lease = await kv.grant(self.lease_ttl * 10)
+            await kv.put(ns + "a", b"1", lease=lease)
+            events = kv.watch(ns)
+            reset = await next_event(events)
+            assert [e.key for e in reset.snapshot] == [ns + "a"]
+            await kv.revoke(lease)
+            gone = await next_event(events)
+            assert (gone.type, gone.key) == (EventType.DELETE, ns + "a")
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def test_writing_under_a_lease_that_expired_by_itself_is_refused(self) -> None:
+        async with self.store() as (kv, ns):
+            events = kv.watch(ns)
+            await next_event(events)
+            lease = await kv.grant(self.lease_ttl)
+            await kv.put(ns + "a", b"1", lease=lease)
+            await next_event(events)
+            await self.elapse(kv, self.lease_ttl + 0.5)
+            await next_event(events, timeout=self.lease_ttl * 4 + EVENT_TIMEOUT)  # the DELETE
+            await _raises(LeaseExpiredError, kv.put(ns + "b", b"2", lease=lease))
+            assert await kv.get(ns + "b") is None
             await events.aclose()  # type: ignore[attr-defined]
 
     async def test_keep_alive_extends_a_lease(self) -> None:
