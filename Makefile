@@ -35,7 +35,7 @@ unit: .make-install-dev
 
 bench: .make-install-dev
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python benchmarks/bench_channels.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .make-install .make-install-dev .mypy_cache .ruff_cache .pytest_cache
