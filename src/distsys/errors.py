@@ -15,6 +15,7 @@ they resemble, so ``except TimeoutError`` or ``except ValueError`` keep working:
     │                                          a backend server cannot be reached: .url
     ├── LeaseExpiredError (LookupError)        a key was written under a lease that expired
     │                                          or was revoked: .lease
+    ├── NoInstancesError (LookupError)         no eligible instance of a service: .service
     ├── BlockingCallInLoopError (RuntimeError) a blocking call made on an event loop's thread
     ├── WouldBlock                             a *_nowait operation could not complete at once
     ├── ChannelClosedError                     send on / close of a closed channel, or a
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidArgumentError",
     "LeaseExpiredError",
     "MissingDependencyError",
+    "NoInstancesError",
     "UnknownSchemeError",
     "WouldBlock",
 ]
@@ -137,6 +139,20 @@ class LeaseExpiredError(DistsysError, LookupError):
     def __init__(self, lease: int) -> None:
         self.lease = lease
         super().__init__(f"lease {lease} has expired or was revoked; grant() a new one")
+
+
+class NoInstancesError(DistsysError, LookupError):
+    """No instance of a service is eligible (none registered, or all draining or ejected).
+
+    Attributes:
+        service: the service name.
+        reason: why none was eligible.
+    """
+
+    def __init__(self, service: str, reason: str = "no instance is registered") -> None:
+        self.service = service
+        self.reason = reason
+        super().__init__(f"no instance of {service!r} is available: {reason}")
 
 
 class BlockingCallInLoopError(DistsysError, RuntimeError):
