@@ -11,17 +11,17 @@ from __future__ import annotations
 import builtins
 import enum
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, Self, runtime_checkable
 
 from distsys.backends._url import BackendURL
 from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
 
 __all__ = ["KV", "EventType", "KVBase", "KVEntry", "KVEvent"]
 
-_KEY_ACCEPTED: Final = "a non-empty str without NUL characters"
+_KEY_ACCEPTED: Final = "a non-empty str of encodable characters (no NUL, no lone surrogates)"
 
 
 class EventType(enum.Enum):
@@ -131,7 +131,7 @@ class KV(Protocol):
         """End ``lease`` now, deleting its keys; False if it was already gone."""
         ...
 
-    def watch(self, prefix: str) -> AsyncIterator[KVEvent]:
+    def watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         """Yield a RESET snapshot of ``prefix``, then its changes as they happen."""
         ...
 
@@ -146,6 +146,10 @@ def check_key(key: object, field: str = "key") -> str:
         raise ArgumentTypeError(field, key, _KEY_ACCEPTED)
     if not key or "\0" in key:
         raise InvalidArgumentError(field, key, _KEY_ACCEPTED)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(field, key, _KEY_ACCEPTED) from None
     return key
 
 
@@ -256,7 +260,7 @@ class KVBase:
         self._check_open()
         return await self._revoke(check_lease(lease, optional=False))  # type: ignore[arg-type]
 
-    def watch(self, prefix: str) -> AsyncIterator[KVEvent]:
+    def watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         """Yield a RESET snapshot of ``prefix``, then its changes as they happen."""
         self._check_open()
         return self._watch(check_prefix(prefix))
@@ -271,7 +275,7 @@ class KVBase:
         if self._closed:
             raise BackendUnavailableError(str(self.url), "this client has been closed")
 
-    async def __aenter__(self) -> KVBase:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -316,7 +320,7 @@ class KVBase:
     async def _revoke(self, lease: int) -> bool:
         raise NotImplementedError
 
-    def _watch(self, prefix: str) -> AsyncIterator[KVEvent]:
+    def _watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         raise NotImplementedError
 
     async def _aclose(self) -> None:

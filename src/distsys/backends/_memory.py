@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from distsys.backends._kv import EventType, KVBase, KVEntry, KVEvent
@@ -188,7 +188,7 @@ class MemoryKV(KVBase):
             self._arm()
             return True
 
-    async def _watch(self, prefix: str) -> AsyncIterator[KVEvent]:
+    async def _watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         watcher = _Watcher(prefix, Chan(WATCH_BUFFER))
         with self._lock:
             self._expire()

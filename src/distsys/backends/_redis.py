@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -333,7 +333,7 @@ class RedisKV(KVBase):
         )
         return bool(revoked)
 
-    def _watch(self, prefix: str) -> AsyncIterator[KVEvent]:
+    def _watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         watch = RedisWatch(
             prefix,
             subscribe=self._subscribe,

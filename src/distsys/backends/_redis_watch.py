@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Final
@@ -176,7 +176,7 @@ class RedisWatch:
         self._heard = True
         self._pinged = False
 
-    async def events(self) -> AsyncIterator[KVEvent]:
+    async def events(self) -> AsyncGenerator[KVEvent, None]:
         """Yield a RESET, then changes; reconnect with a RESET after any interruption.
 
         Raises:

@@ -172,7 +172,7 @@ class KVContract:
             assert (gone.type, gone.key) == (EventType.DELETE, ns + "inst")
             assert await kv.get(ns + "inst") is None
             assert await kv.keep_alive(lease) is False
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def test_revoke_is_seen_by_watchers(self) -> None:
         async with self.store() as (kv, ns):
@@ -184,7 +184,7 @@ class KVContract:
             await kv.revoke(lease)
             gone = await next_event(events)
             assert (gone.type, gone.key) == (EventType.DELETE, ns + "a")
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def test_writing_under_a_lease_that_expired_by_itself_is_refused(self) -> None:
         async with self.store() as (kv, ns):
@@ -197,7 +197,7 @@ class KVContract:
             await next_event(events, timeout=self.lease_ttl * 4 + EVENT_TIMEOUT)  # the DELETE
             await _raises(LeaseExpiredError, kv.put(ns + "b", b"2", lease=lease))
             assert await kv.get(ns + "b") is None
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def test_keep_alive_extends_a_lease(self) -> None:
         async with self.store() as (kv, ns):
@@ -241,7 +241,7 @@ class KVContract:
             ]
             assert seen[1].entry is not None
             assert (seen[1].entry.value, seen[1].entry.version) == (b"3", 2)
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def test_two_watchers_see_the_same_changes(self) -> None:
         async with self.store() as (kv, ns):
@@ -252,7 +252,7 @@ class KVContract:
             for events in (first, second):
                 event = await next_event(events)
                 assert (event.type, event.key) == (EventType.PUT, ns + "k")
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
 
     # ---------------------------------------------------------------- bad input
 
@@ -270,6 +270,21 @@ class KVContract:
                 exc = await _raises(error, operation)
                 assert getattr(exc, "field", None) == field, exc
             assert await kv.get(ns + "k") is None  # nothing was written
+
+    async def test_closing_the_store_ends_a_waiting_watch(self) -> None:
+        kv = await self.open_kv()
+        events = kv.watch(f"contract/{uuid.uuid4().hex}/")
+        assert (await next_event(events)).type is EventType.RESET
+        waiting = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)
+        await kv.aclose()
+        try:
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                await waiting
+        except StopAsyncIteration:
+            pass
+        except BackendUnavailableError:
+            pass  # ending with "closed" is fine too; hanging is not
 
     async def test_a_closed_store_refuses_work(self) -> None:
         kv = await self.open_kv()
