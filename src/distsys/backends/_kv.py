@@ -146,8 +146,8 @@ def check_key(key: object, field: str = "key") -> str:
         raise ArgumentTypeError(field, key, _KEY_ACCEPTED)
     if not key or "\0" in key:
         raise InvalidArgumentError(field, key, _KEY_ACCEPTED)
-    try:
-        key.encode("utf-8")
+    try:  # surrogateescape: a server's non-UTF-8 key, listed, can be named again
+        key.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise InvalidArgumentError(field, key, _KEY_ACCEPTED) from None
     return key

@@ -82,7 +82,8 @@ class Resolver:
     takes a fresh snapshot.
 
     **Self-preservation.** When more than ``self_preservation`` (default 15%) of the
-    instances lose their leases within ``window`` seconds — or vanish while the backend
+    instances, and at least ``min_expired`` of them (default 2: one crash is just a
+    crash), lose their leases within ``window`` seconds — or vanish while the backend
     was unreachable — a network fault is likelier than a mass crash, so the resolver
     keeps them (marked preserved) instead of dropping them all at once. They leave the
     preserved state when they register again, or after ``max_preservation`` seconds. The
@@ -97,6 +98,7 @@ class Resolver:
         self_preservation: the share of expirations that triggers it (1 disables it).
         window: seconds over which expirations are counted.
         max_preservation: seconds at most that expired instances are held.
+        min_expired: expirations needed, besides the share, to start self-preservation.
         health_interval: seconds between backend health checks.
         max_backoff: seconds at most between reconnection attempts.
     """
@@ -109,6 +111,7 @@ class Resolver:
         self_preservation: float = 0.15,
         window: float = 30.0,
         max_preservation: float = 300.0,
+        min_expired: int = 2,
         health_interval: float = 1.0,
         max_backoff: float = 2.0,
     ) -> None:
@@ -118,6 +121,11 @@ class Resolver:
         self._threshold = _check_share(self_preservation)
         self._window = _check_seconds("window", window)
         self._max_preservation = _check_seconds("max_preservation", max_preservation)
+        if isinstance(min_expired, bool) or not isinstance(min_expired, int):
+            raise ArgumentTypeError("min_expired", min_expired, "an int >= 1")
+        if min_expired < 1:
+            raise InvalidArgumentError("min_expired", min_expired, "an int >= 1")
+        self._min_expired = min_expired
         self._health_interval = _check_seconds("health_interval", health_interval)
         self._max_backoff = _check_seconds("max_backoff", max_backoff)
         self._instances: dict[str, Instance] = {}
@@ -315,13 +323,16 @@ class Resolver:
         self._expired.append((now, instance))
         recent = {i.id: i for _, i in self._expired}
         population = len(self._instances) + sum(1 for k in recent if k not in self._instances)
-        if self._preserving_since is None and len(recent) / population <= self._threshold:
+        if self._preserving_since is None and not self._mass_expiry(len(recent), population):
             self._instances.pop(instance.id, None)
             return
         self._start_preservation(now)
         for key, held in recent.items():  # hold this one and those that expired just before
             self._instances.setdefault(key, held)
             self._preserved.add(key)
+
+    def _mass_expiry(self, expired: int, population: int) -> bool:
+        return expired >= self._min_expired and expired / population > self._threshold
 
     def _start_preservation(self, now: float) -> None:
         if self._preserving_since is None:

@@ -59,8 +59,11 @@ class KVContract:
     @asynccontextmanager
     async def store(self) -> AsyncIterator[tuple[KV, str]]:
         kv = await self.open_kv()
+        ns = f"contract/{uuid.uuid4().hex}/"
         try:
-            yield kv, f"contract/{uuid.uuid4().hex}/"
+            yield kv, ns
+            for entry in await kv.list(ns):  # leave a shared server as it was
+                await kv.delete(entry.key)
         finally:
             await kv.aclose()
 
