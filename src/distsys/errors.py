@@ -16,6 +16,10 @@ they resemble, so ``except TimeoutError`` or ``except ValueError`` keep working:
     ├── LeaseExpiredError (LookupError)        a key was written under a lease that expired
     │                                          or was revoked: .lease
     ├── NoInstancesError (LookupError)         no eligible instance of a service: .service
+    ├── RejectedError                          a resilience guard refused the call at once
+    │   ├── BreakerOpenError                   a circuit breaker is open: .name, .retry_after
+    │   ├── BulkheadFullError                  a bulkhead has no room: .name, .limit
+    │   └── RateLimitedError                   a rate limiter has no token: .name, .retry_after
     ├── BlockingCallInLoopError (RuntimeError) a blocking call made on an event loop's thread
     ├── WouldBlock                             a *_nowait operation could not complete at once
     ├── ChannelClosedError                     send on / close of a closed channel, or a
@@ -49,6 +53,10 @@ __all__ = [
     "LeaseExpiredError",
     "MissingDependencyError",
     "NoInstancesError",
+    "RejectedError",
+    "BreakerOpenError",
+    "BulkheadFullError",
+    "RateLimitedError",
     "UnknownSchemeError",
     "WouldBlock",
 ]
@@ -153,6 +161,48 @@ class NoInstancesError(DistsysError, LookupError):
         self.service = service
         self.reason = reason
         super().__init__(f"no instance of {service!r} is available: {reason}")
+
+
+class RejectedError(DistsysError):
+    """A resilience guard (breaker, bulkhead, rate limiter) refused a call without running it.
+
+    Attributes:
+        name: the guard's name.
+        retry_after: seconds after which trying again may succeed, or None if unknown.
+    """
+
+    def __init__(self, name: str, message: str, *, retry_after: float | None = None) -> None:
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BreakerOpenError(RejectedError):
+    """The circuit breaker is open (or its half-open trial slots are taken): fail fast."""
+
+    def __init__(self, name: str, retry_after: float | None) -> None:
+        hint = f"; retry after {retry_after:.3f}s" if retry_after is not None else ""
+        super().__init__(name, f"circuit breaker {name!r} is open{hint}", retry_after=retry_after)
+
+
+class BulkheadFullError(RejectedError):
+    """The bulkhead's concurrent calls and waiting places are all taken.
+
+    Attributes:
+        limit: the bulkhead's concurrency limit.
+    """
+
+    def __init__(self, name: str, limit: int, reason: str = "no place left") -> None:
+        self.limit = limit
+        super().__init__(name, f"bulkhead {name!r} is full (limit {limit}): {reason}")
+
+
+class RateLimitedError(RejectedError):
+    """The rate limiter has no token for this call now."""
+
+    def __init__(self, name: str, retry_after: float | None) -> None:
+        hint = f"; next token in {retry_after:.3f}s" if retry_after is not None else ""
+        super().__init__(name, f"rate limit {name!r} exceeded{hint}", retry_after=retry_after)
 
 
 class BlockingCallInLoopError(DistsysError, RuntimeError):
