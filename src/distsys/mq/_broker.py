@@ -1,0 +1,654 @@
+"""The broker interface and what every backend shares: validation, dead letters, deliveries.
+
+A backend implements a small set of hooks (:class:`BrokerBase`'s ``_`` methods and a
+:class:`Fetcher` per subscription). Everything with one right answer for all backends —
+argument checks, the deadline header, giving up on a message after ``max_deliveries``,
+dead-lettering, skipping expired work, replays meant for another group — lives here, so
+all backends behave alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self
+
+from distsys.backends import BackendURL
+from distsys.clock import Clock, MonotonicClock
+from distsys.context import Context
+from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
+from distsys.mq._message import (
+    HEADER_ATTEMPTS,
+    HEADER_DEAD_REASON,
+    HEADER_DEADLINE,
+    HEADER_ERROR,
+    HEADER_GROUP,
+    HEADER_REPLAY_GROUP,
+    HEADER_TOPIC,
+    Depth,
+    Outgoing,
+    RawDelivery,
+    check_delay,
+    check_headers,
+    check_name,
+    check_payload,
+    dead_letter_topic,
+)
+
+__all__ = [
+    "Broker",
+    "BrokerBase",
+    "Delivery",
+    "Fetcher",
+    "Subscription",
+    "SubscriptionStatistics",
+]
+
+log = logging.getLogger("distsys.mq")
+
+DEFAULT_ACK_WAIT = 30.0
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_PREFETCH = 16
+ERROR_HEADER_LIMIT = 2000  # characters of a handler's error kept on a dead letter
+
+
+class Fetcher(Protocol):
+    """A backend's side of one subscription (one consumer in a group)."""
+
+    async def fetch(self, max_messages: int, timeout: float, /) -> builtins.list[RawDelivery]:
+        """Return 1..max_messages deliveries, waiting up to ``timeout`` seconds for one;
+        an empty list when none came. Expired in-flight messages are redelivered here."""
+        ...
+
+    async def ack(self, deliveries: Sequence[RawDelivery], /) -> builtins.list[bool]:
+        """Acknowledge; for each, False if its ack deadline had passed (redelivered)."""
+        ...
+
+    async def nack(self, delivery: RawDelivery, delay: float, /) -> bool:
+        """Make the message deliverable again after ``delay`` seconds; False if stale."""
+        ...
+
+    async def close(self) -> None:
+        """Stop fetching; unacked deliveries are redelivered after their ack deadline."""
+        ...
+
+
+class Broker(Protocol):
+    """A durable, at-least-once message queue with consumer groups (async).
+
+    - ``publish`` returns once the message is stored (or raises); it is never silently
+      dropped.
+    - Every consumer group sees every message; within a group each message goes to one
+      consumer at a time. A group starts from the oldest message the topic retains when
+      it is created (by :meth:`create_group` or its first consumer).
+    - A delivery not acked within ``ack_wait`` seconds is delivered again; after
+      ``max_deliveries`` deliveries it moves to the dead-letter topic
+      (``<topic>-dead``) with the reason, the attempt count and the last error.
+    """
+
+    url: BackendURL
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
+        ctx: Context | None = None,
+    ) -> str:
+        """Store one message; return its id."""
+        ...
+
+    async def publish_batch(
+        self,
+        topic: str,
+        messages: Sequence[bytes | Outgoing],
+        *,
+        ctx: Context | None = None,
+    ) -> builtins.list[str]:
+        """Store several messages in one round trip; return their ids in order."""
+        ...
+
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        ack_wait: float = DEFAULT_ACK_WAIT,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> Subscription:
+        """Join ``group`` on ``topic`` as one consumer; iterate it for deliveries."""
+        ...
+
+    async def depth(self, topic: str, group: str) -> Depth:
+        """Return how many messages wait, are in flight, and are delayed for ``group``."""
+        ...
+
+    async def create_group(self, topic: str, group: str) -> None:
+        """Declare ``group`` on ``topic`` now (idempotent); see :meth:`BrokerBase.create_group`."""
+        ...
+
+    async def ping(self) -> None:
+        """Check that the backend answers."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close connections and subscriptions; idempotent."""
+        ...
+
+
+class Delivery:
+    """One delivered message: read it, then ``ack()`` it (or ``nack()`` it).
+
+    Attributes:
+        id, topic, payload, headers, key: the message.
+        attempt: 1 on the first delivery to this group, 2 on the first redelivery...
+        published_at: Unix time it was published.
+        group: the consumer group it was delivered to.
+    """
+
+    __slots__ = ("_raw", "_settled", "_subscription", "group")
+
+    def __init__(self, subscription: Subscription, raw: RawDelivery) -> None:
+        self._subscription = subscription
+        self._raw = raw
+        self._settled = False
+        self.group = subscription.group
+
+    id = property(lambda self: self._raw.id, doc="The broker's id for the message.")
+    topic = property(lambda self: self._raw.topic, doc="The topic.")
+    payload = property(lambda self: self._raw.payload, doc="The body.")
+    headers = property(lambda self: self._raw.headers, doc="The string headers.")
+    key = property(lambda self: self._raw.key, doc="The partition key, or None.")
+    attempt = property(lambda self: self._raw.attempt, doc="1 on first delivery.")
+    published_at = property(lambda self: self._raw.published_at, doc="Unix time published.")
+
+    @property
+    def settled(self) -> bool:
+        """Whether ack or nack was called."""
+        return self._settled
+
+    async def ack(self) -> bool:
+        """Acknowledge the message: it will not be delivered to this group again.
+
+        Returns:
+            True if acknowledged; False if its ack deadline had already passed, so the
+            broker has delivered it again (another handling of it is under way). Nothing
+            is corrupted either way; a False ack is counted in the statistics.
+        """
+        self._settle()
+        return await self._subscription._ack(self._raw)
+
+    async def nack(self, delay: float | None = None, *, error: str | None = None) -> bool:
+        """Hand the message back for redelivery after ``delay`` seconds.
+
+        On its last allowed delivery it goes to the dead-letter topic instead, with
+        ``error`` recorded.
+
+        Returns:
+            False if the ack deadline had already passed (it was redelivered anyway).
+        """
+        wait = check_delay("delay", delay)
+        self._settle()
+        return await self._subscription._nack(self._raw, wait, error)
+
+    def _settle(self) -> None:
+        if self._settled:
+            raise InvalidArgumentError(
+                "delivery", self._raw.id, "a delivery not yet acked or nacked (settle it once)"
+            )
+        self._settled = True
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.topic}/{self.id} attempt={self.attempt} group={self.group}>"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStatistics:
+    """Counters of one subscription.
+
+    Attributes:
+        delivered: deliveries handed to the application.
+        acked: acks confirmed.
+        stale_acks: acks refused because the ack deadline had passed.
+        nacked: messages handed back.
+        dead_lettered: messages moved to the dead-letter topic.
+        expired: messages dead-lettered because their deadline had passed.
+        skipped_replays: replays meant for another group, acked without handling.
+    """
+
+    delivered: int
+    acked: int
+    stale_acks: int
+    nacked: int
+    dead_lettered: int
+    expired: int
+    skipped_replays: int
+
+
+class Subscription:
+    """One consumer in a group: an async iterator of :class:`Delivery`.
+
+    Fetches up to ``prefetch`` messages at a time. Before a message reaches the
+    application it is checked: one delivered more than ``max_deliveries`` times (its
+    handlers kept crashing or timing out) or whose deadline header has passed goes to
+    the dead-letter topic instead. Concurrent acks are written together (group commit).
+
+    Safe within one event loop. Close it (``async with``) to stop; its unacked messages
+    are redelivered to the group after their ack deadline.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerBase,
+        topic: str,
+        group: str,
+        *,
+        ack_wait: float,
+        max_deliveries: int,
+        prefetch: int,
+    ) -> None:
+        self.broker = broker
+        self.topic = topic
+        self.group = group
+        self.ack_wait = ack_wait
+        self.max_deliveries = max_deliveries
+        self.prefetch = prefetch
+        self.consumer = f"{group}-{uuid.uuid4().hex[:12]}"
+        self._fetcher: Fetcher | None = None
+        self._buffer: deque[RawDelivery] = deque()
+        self._pending_acks: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]] = []
+        self._ack_writers: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._counts = dict.fromkeys(SubscriptionStatistics.__slots__, 0)
+
+    async def _ensure_fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = await self.broker._open_fetcher(self)
+        return self._fetcher
+
+    async def receive(self, timeout: float | None = None) -> Delivery | None:
+        """Return the next delivery, or None if none came within ``timeout`` seconds."""
+        clock = self.broker.clock
+        give_up = None if timeout is None else clock.now() + check_delay("timeout", timeout)
+        while True:
+            while self._buffer:
+                raw = self._buffer.popleft()
+                if await self._admit(raw):
+                    self._counts["delivered"] += 1
+                    return Delivery(self, raw)
+            if self._closed:
+                raise BackendUnavailableError(str(self.broker.url), "subscription closed")
+            fetcher = await self._ensure_fetcher()
+            wait = 1.0 if give_up is None else max(give_up - clock.now(), 0.0)
+            self._buffer.extend(await fetcher.fetch(self.prefetch, min(wait, 1.0)))
+            if not self._buffer and give_up is not None and clock.now() >= give_up:
+                return None
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        if self._closed:
+            raise StopAsyncIteration
+        delivery = await self.receive()
+        assert delivery is not None
+        return delivery
+
+    async def _admit(self, raw: RawDelivery) -> bool:
+        """Decide whether the application sees ``raw``; dead-letter or skip it if not."""
+        headers = raw.headers
+        replay_for = headers.get(HEADER_REPLAY_GROUP)
+        if replay_for is not None and replay_for != self.group:
+            self._counts["skipped_replays"] += 1
+            await self._ack(raw, count=False)
+            return False
+        if raw.attempt > self.max_deliveries:
+            await self._dead_letter(raw, "max deliveries", headers.get(HEADER_ERROR))
+            return False
+        deadline = headers.get(HEADER_DEADLINE)
+        if deadline is not None:
+            try:
+                expired = float(deadline) <= self.broker.wall()
+            except ValueError:
+                expired = False  # a foreign header: not ours to judge
+            if expired:
+                self._counts["expired"] += 1
+                await self._dead_letter(raw, "expired", None)
+                return False
+        return True
+
+    async def _dead_letter(self, raw: RawDelivery, reason: str, error: str | None) -> None:
+        headers = dict(raw.headers)
+        headers.pop(HEADER_REPLAY_GROUP, None)
+        headers.pop(HEADER_DEADLINE, None)  # a dead letter is kept for people, whatever its age
+        headers.update(
+            {
+                HEADER_DEAD_REASON: reason,
+                HEADER_ATTEMPTS: str(raw.attempt),
+                HEADER_TOPIC: raw.topic,
+                HEADER_GROUP: self.group,
+            }
+        )
+        if error:
+            headers[HEADER_ERROR] = error[:ERROR_HEADER_LIMIT]
+        await self.broker._publish(
+            dead_letter_topic(raw.topic), [Outgoing(raw.payload, headers, raw.key)]
+        )
+        self._counts["dead_lettered"] += 1
+        log.warning("dead-lettered %s/%s for %s: %s", raw.topic, raw.id, self.group, reason)
+        await self._ack(raw, count=False)
+
+    async def _ack(self, raw: RawDelivery, *, count: bool = True) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_acks.append((raw, future))
+        if len(self._pending_acks) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        ok = await future
+        if count:
+            self._counts["acked" if ok else "stale_acks"] += 1
+        return ok
+
+    def _flush_acks(self) -> None:
+        batch, self._pending_acks = self._pending_acks, []
+        writer = asyncio.ensure_future(self._write_acks(batch))
+        self._ack_writers.add(writer)
+        writer.add_done_callback(self._ack_writers.discard)
+
+    async def _write_acks(
+        self, batch: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]]
+    ) -> None:
+        try:
+            fetcher = await self._ensure_fetcher()
+            results = await fetcher.ack([raw for raw, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), ok in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(ok)
+
+    async def _nack(self, raw: RawDelivery, delay: float, error: str | None) -> bool:
+        if raw.attempt >= self.max_deliveries:
+            await self._dead_letter(raw, "max deliveries", error)
+            return True
+        if error:
+            raw.headers[HEADER_ERROR] = error[:ERROR_HEADER_LIMIT]
+        fetcher = await self._ensure_fetcher()
+        ok = await fetcher.nack(raw, delay)
+        self._counts["nacked" if ok else "stale_acks"] += 1
+        return ok
+
+    def statistics(self) -> SubscriptionStatistics:
+        """Return the subscription's counters."""
+        return SubscriptionStatistics(**self._counts)
+
+    async def aclose(self) -> None:
+        """Stop consuming; unacked deliveries go back to the group after their deadline."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        if self._fetcher is not None:
+            await self._fetcher.close()
+        self.broker._forget(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.topic} group={self.group} consumer={self.consumer}>"
+
+
+def _check_positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(field, value, "an int >= 1")
+    if value < 1:
+        raise InvalidArgumentError(field, value, "an int >= 1")
+    return value
+
+
+def _check_ack_wait(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ArgumentTypeError("ack_wait", value, "a number of seconds > 0")
+    if not (value > 0 and math.isfinite(value)):
+        raise InvalidArgumentError("ack_wait", value, "a finite number of seconds > 0")
+    return float(value)
+
+
+class BrokerBase:
+    """Shared plumbing for brokers; backends implement the ``_`` hooks.
+
+    Args:
+        url: the broker's URL.
+        clock: time source for waits (ack deadlines and delays of in-process backends).
+        wall: Unix time source for publication times and deadline headers.
+    """
+
+    def __init__(
+        self,
+        url: BackendURL,
+        *,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.clock: Clock = clock if clock is not None else MonotonicClock()
+        self.wall = wall
+        self._closed = False
+        self._subscriptions: set[Subscription] = set()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailableError(str(self.url), "this broker client has been closed")
+
+    def _outgoing(self, message: bytes | Outgoing, deadline: float | None) -> Outgoing:
+        if isinstance(message, Outgoing):
+            out = Outgoing(
+                check_payload(message.payload),
+                check_headers(message.headers),
+                _check_key(message.key),
+                check_delay("delay", message.delay),
+            )
+        else:
+            out = Outgoing(check_payload(message))
+        if deadline is not None:
+            out.headers.setdefault(HEADER_DEADLINE, f"{deadline:.6f}")
+        return out
+
+    def _deadline(self, ctx: Context | None) -> float | None:
+        if ctx is None:
+            return None
+        if not isinstance(ctx, Context):
+            raise ArgumentTypeError("ctx", ctx, "None or a distsys Context")
+        remaining = ctx.remaining()
+        return None if remaining is None else self.wall() + remaining
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        delay: float | None = None,
+        ctx: Context | None = None,
+    ) -> str:
+        """Store one message and return its id.
+
+        Args:
+            topic: where to publish.
+            payload: the body, bytes.
+            headers: string headers (``x-distsys-*`` are reserved).
+            key: an optional partition/ordering key carried with the message.
+            delay: seconds before it may be delivered.
+            ctx: publish under a Context: its deadline travels in the
+                ``x-distsys-deadline`` header, and consumers dead-letter the message
+                (reason "expired") instead of handling it after the deadline.
+
+        Raises:
+            BackendUnavailableError: the broker cannot be reached (nothing was stored).
+            InvalidArgumentError / ArgumentTypeError: a bad topic, payload or option.
+        """
+        self._check_open()
+        check_name("topic", topic)
+        out = Outgoing(
+            check_payload(payload),
+            check_headers(headers),
+            _check_key(key),
+            check_delay("delay", delay),
+        )
+        deadline = self._deadline(ctx)
+        if deadline is not None:
+            out.headers.setdefault(HEADER_DEADLINE, f"{deadline:.6f}")
+        (message_id,) = await self._publish(topic, [out])
+        return message_id
+
+    async def publish_batch(
+        self,
+        topic: str,
+        messages: Sequence[bytes | Outgoing],
+        *,
+        ctx: Context | None = None,
+    ) -> builtins.list[str]:
+        """Store several messages in one round trip (one transaction where the backend
+        has them); return their ids in order."""
+        self._check_open()
+        check_name("topic", topic)
+        if isinstance(messages, bytes | str) or not isinstance(messages, Sequence):
+            raise ArgumentTypeError("messages", messages, "a sequence of bytes or Outgoing")
+        deadline = self._deadline(ctx)
+        outgoing = [self._outgoing(m, deadline) for m in messages]
+        if not outgoing:
+            return []
+        return await self._publish(topic, outgoing)
+
+    def subscribe(
+        self,
+        topic: str,
+        group: str,
+        *,
+        ack_wait: float = DEFAULT_ACK_WAIT,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> Subscription:
+        """Join ``group`` on ``topic`` as one consumer.
+
+        Args:
+            topic: the topic.
+            group: the consumer group (created on first use; it starts from the oldest
+                message the topic retains).
+            ack_wait: seconds a delivery may stay unacked before it is redelivered. It is
+                the group's setting: give every consumer of a group the same value.
+            max_deliveries: deliveries after which a message goes to the dead-letter topic.
+            prefetch: messages fetched at a time.
+        """
+        self._check_open()
+        subscription = Subscription(
+            self,
+            check_name("topic", topic),
+            check_name("group", group),
+            ack_wait=_check_ack_wait(ack_wait),
+            max_deliveries=_check_positive_int("max_deliveries", max_deliveries),
+            prefetch=_check_positive_int("prefetch", prefetch),
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def _forget(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    async def depth(self, topic: str, group: str) -> Depth:
+        """Return how many messages wait, are in flight, and are delayed for ``group``."""
+        self._check_open()
+        return await self._depth(check_name("topic", topic), check_name("group", group))
+
+    async def create_group(self, topic: str, group: str) -> None:
+        """Declare ``group`` on ``topic`` now, starting from the oldest retained message.
+
+        A group otherwise comes into being with its first consumer. Once every existing
+        group has acked a message, a backend may delete it (SQLite and memory do), so a
+        group whose consumers may start after others have done their work should be
+        declared up front — as a deployment declares a queue. Idempotent.
+        """
+        self._check_open()
+        await self._create_group(check_name("topic", topic), check_name("group", group))
+
+    async def ping(self) -> None:
+        """Check that the backend answers (raises BackendUnavailableError if not)."""
+        self._check_open()
+        await self._ping()
+
+    async def aclose(self) -> None:
+        """Close every subscription and the connections; idempotent."""
+        if self._closed:
+            return
+        for subscription in builtins.list(self._subscriptions):
+            await subscription.aclose()
+        self._closed = True
+        await self._aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    # ------------------------------------------------------------ backend hooks
+
+    async def _publish(self, topic: str, messages: builtins.list[Outgoing]) -> builtins.list[str]:
+        raise NotImplementedError
+
+    async def _open_fetcher(self, subscription: Subscription) -> Fetcher:
+        """Return the backend's fetcher for ``subscription`` (its topic, group, consumer,
+        ack_wait and max_deliveries are attributes of it)."""
+        raise NotImplementedError
+
+    async def _depth(self, topic: str, group: str) -> Depth:
+        raise NotImplementedError
+
+    async def _create_group(self, topic: str, group: str) -> None:
+        raise NotImplementedError
+
+    async def _ping(self) -> None:
+        raise NotImplementedError
+
+    async def _aclose(self) -> None:
+        raise NotImplementedError
+
+
+def _check_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise ArgumentTypeError("key", key, "None or a non-empty str")
+    return key
