@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from distsys.cli._breaker_demo import breaker
 from distsys.cli._pipeline_command import pipeline
 
 __all__ = ["SCENARIOS", "demo"]
 
-SCENARIOS: tuple[click.Command, ...] = (pipeline,)
+SCENARIOS: tuple[click.Command, ...] = (pipeline, breaker)
 """The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
 
 
