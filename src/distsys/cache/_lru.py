@@ -1,0 +1,307 @@
+"""LRUCache: a bounded mapping that drops the least recently used item first.
+
+How it stays O(1)
+-----------------
+``_data`` is an :class:`collections.OrderedDict`: a hash table whose entries also sit on a
+doubly linked list, both in C. The list runs from the least to the most recently used
+key. A hit is a lookup plus ``move_to_end`` (unlink, relink at the tail); a miss that
+stores is an insert at the tail plus, when full, ``popitem(last=False)`` at the head.
+
+Expiry is lazy
+--------------
+A cache that can expire items (a ``ttl``, or a ``put(..., ttl=)`` once) is *timed*: its
+values are stored as ``(value, deadline)`` entries (``math.inf``: never), so a hit reads
+the deadline from the entry it already holds. There is no second index: an expired item
+is dropped when a lookup finds it, when it reaches the least recently used end and room
+is needed (reported ``EXPIRED``, not ``CAPACITY``), or by ``expire()``, which scans.
+A plain cache stores bare values; its first per-item TTL wraps them, once.
+
+Three shapes of ``put``
+-----------------------
+``put`` runs inline, without a Python helper, for ``PLAIN`` (bare values, no weights,
+no callback) and ``TIMED`` (entries, no weights, no callback): a lookup, an insert and at
+most one ``popitem``. Weights and ``on_evict`` make a cache ``GENERAL``: ``_put`` runs the
+same algorithm with their bookkeeping.
+
+``cached`` inlines :meth:`LRUCache.get`'s hit path (see ``_hit_path``); a change to how
+a hit is served must be made in both places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, overload
+
+from distsys.cache._core import MISSING, PLAIN, TIMED, Event, LRUCore
+from distsys.cache._statistics import CacheStatistics, EvictionReason
+from distsys.cache._validate import check_hashable
+
+__all__ = ["MISSING", "LRUCache"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+D = TypeVar("D")
+_EXPIRED = EvictionReason.EXPIRED
+
+
+class LRUCache(LRUCore[K, V]):
+    """A bounded mapping that evicts the least recently used item, with optional TTLs.
+
+    ``get`` / ``[]`` make an item the most recently used; ``put`` / ``[]=`` store one,
+    evicting from the least recently used end when full; both are O(1). Iteration runs
+    from the least to the most recently used key. ``peek``, ``in``, ``pop`` and ``del``
+    leave the order alone.
+
+    **Expiry.** An item stored with a time to live (``ttl=`` here, or ``put(..., ttl=)``)
+    expires that many seconds after its last ``put``; reads do not extend it. An expired
+    item is never returned. It is dropped lazily: when a lookup finds it, when it reaches
+    the least recently used end and room is needed, or by :meth:`expire`. Until then it
+    holds its slot, and ``statistics().size`` counts it; ``len()`` and iteration count
+    only live items, so with TTLs they take O(n).
+
+    **Weights.** With ``getsizeof``, ``maxsize`` bounds the total of
+    ``getsizeof(value)`` instead of the item count, and a value heavier than ``maxsize``
+    is refused (nothing changes).
+
+    **Evictions.** ``on_evict(key, value, reason)`` hears about every item the cache lets
+    go of on its own (:class:`EvictionReason`: ``CAPACITY``, ``EXPIRED``, ``REPLACED``),
+    after the cache's state is complete, so it may use the cache. ``pop``, ``del`` and
+    ``clear`` are the caller's decisions and do not call it. An exception it raises
+    propagates to the caller of the operation, which has taken effect.
+
+    Not thread-safe: use one instance from one thread, or from the tasks of one event
+    loop (no method awaits, so tasks never interleave inside one). To share a cache
+    between threads use :class:`ThreadSafeLRUCache`.
+
+    Args:
+        maxsize: the capacity: an int >= 1, in items, or in total weight with
+            ``getsizeof``.
+        ttl: seconds an item lives after its ``put``; None (or ``math.inf``) for no
+            expiry. ``put(..., ttl=)`` overrides it per item.
+        getsizeof: ``value -> int >= 0``, the weight of a value.
+        on_evict: called as ``on_evict(key, value, reason)``.
+        clock: time source for TTLs (default: the monotonic clock).
+
+    Raises:
+        InvalidArgumentError: an argument is out of range (``maxsize < 1``, ``ttl <= 0``).
+        ArgumentTypeError: an argument is of the wrong kind.
+    """
+
+    __slots__ = ()
+
+    @property
+    def maxsize(self) -> int:
+        """The capacity, in items or (with ``getsizeof``) in total weight."""
+        return self._maxsize
+
+    @property
+    def getsizeof(self) -> Callable[[V], int] | None:
+        """The weight function, or None when ``maxsize`` counts items."""
+        return self._getsizeof
+
+    @property
+    def ttl(self) -> float | None:
+        """The default time to live in seconds, or None when items do not expire."""
+        return self._ttl
+
+    # -- lookups ---------------------------------------------------------------------
+
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+    def get(self, key: K, default: Any = None) -> Any:
+        """Return the live value for ``key`` and mark it most recently used, or ``default``.
+
+        Raises:
+            ArgumentTypeError: ``key`` is not hashable.
+        """
+        try:
+            value = self._lookup(key, MISSING)
+        except TypeError:
+            check_hashable(key)
+            raise
+        if value is MISSING:
+            self._misses += 1
+            return default
+        self._touch(key)
+        if self._timed:
+            if value[1] <= self._now():
+                self._misses += 1
+                self._drop_expired(key)
+                return default
+            value = value[0]
+        self._hits += 1
+        return value
+
+    def __getitem__(self, key: K) -> V:
+        """Return ``get(key)``; raise KeyError when there is no live item."""
+        value = self.get(key, MISSING)
+        if value is MISSING:
+            raise KeyError(key)
+        return value
+
+    @overload
+    def peek(self, key: K) -> V | None: ...
+    @overload
+    def peek(self, key: K, default: D) -> V | D: ...
+    def peek(self, key: K, default: Any = None) -> Any:
+        """Return the live value for ``key`` or ``default``; leave order and counts alone."""
+        try:
+            value = self._lookup(key, MISSING)
+        except TypeError:
+            check_hashable(key)
+            raise
+        if value is MISSING:
+            return default
+        if self._timed:
+            if value[1] <= self._now():
+                self._drop_expired(key)
+                return default
+            value = value[0]
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` has a live item (like :meth:`peek`, order is left alone)."""
+        return self.peek(key, MISSING) is not MISSING  # type: ignore[arg-type]
+
+    # -- updates ---------------------------------------------------------------------
+
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` as the most recently used item.
+
+        When the cache is full, the least recently used item makes room (or several,
+        by weight); an expired one goes as ``EXPIRED``, a live one as ``CAPACITY``.
+
+        Args:
+            key: a hashable key.
+            value: the value; replacing a live one reports it as ``REPLACED``.
+            ttl: this item's time to live in seconds (``math.inf``: never expires);
+                None uses the cache's ``ttl``.
+
+        Raises:
+            ArgumentTypeError: ``key`` is not hashable.
+            InvalidArgumentError: ``ttl`` is not > 0, or the value weighs more than
+                ``maxsize`` (field ``getsizeof(value)``); the cache is unchanged.
+        """
+        data = self._data
+        if ttl is None and self._mode == PLAIN:
+            try:
+                if key in data:
+                    self._touch(key)
+            except TypeError:
+                check_hashable(key)
+                raise
+            data[key] = value
+            if len(data) > self._maxsize:
+                data.popitem(False)
+                self._evictions += 1
+            return
+        if self._mode != TIMED:
+            self._put(key, value, ttl)
+            return
+        try:
+            old = self._lookup(key, MISSING)
+        except TypeError:
+            check_hashable(key)
+            raise
+        now = self._now()
+        if old is not MISSING:
+            self._touch(key)
+            if old[1] <= now:
+                self._expirations += 1
+        data[key] = (value, now + (self._lifetime if ttl is None else self._item_ttl(ttl)))
+        if len(data) > self._maxsize:
+            if data.popitem(False)[1][1] <= now:
+                self._expirations += 1
+            else:
+                self._evictions += 1
+
+    def __setitem__(self, key: K, value: V) -> None:
+        """Store ``value`` under ``key`` with the default TTL (``put(key, value)``)."""
+        self.put(key, value)
+
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: D) -> V | D: ...
+    def pop(self, key: K, default: Any = MISSING) -> Any:
+        """Remove the item for ``key`` and return its value (no ``on_evict`` call).
+
+        Raises:
+            KeyError: there is no live item and no ``default`` was given.
+        """
+        value = self.peek(key, MISSING)
+        if value is MISSING:
+            if default is MISSING:
+                raise KeyError(key)
+            return default
+        self._remove(key)
+        return value
+
+    def __delitem__(self, key: K) -> None:
+        """Remove the item for ``key`` (no ``on_evict`` call); KeyError if none is live."""
+        self.pop(key)
+
+    def clear(self) -> None:
+        """Remove every item (no ``on_evict`` calls); the counters keep counting."""
+        self._data.clear()
+        if self._weights is not None:
+            self._weights.clear()
+        self._weight = 0
+        self._timed = self._ttl is not None
+        self._mode = self._base_mode()
+
+    def expire(self) -> int:
+        """Drop every item whose time to live has run out; return how many. O(n)."""
+        if not self._timed:
+            return 0
+        now = self._now()
+        due = [key for key, (_, deadline) in self._data.items() if deadline <= now]
+        events: list[Event] | None = [] if self._on_evict is not None else None
+        for key in due:
+            value = self._remove(key)
+            if events is not None:
+                events.append((key, value, _EXPIRED))
+        self._expirations += len(due)
+        if events:
+            self._notify(events)
+        return len(due)
+
+    # -- views -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """The number of live items (expired ones are dropped first: O(n) with TTLs)."""
+        self.expire()
+        return len(self._data)
+
+    def items(self) -> list[tuple[K, V]]:
+        """Return the live ``(key, value)`` pairs, least recently used first."""
+        self.expire()
+        if self._timed:
+            return [(key, entry[0]) for key, entry in self._data.items()]
+        return list(self._data.items())
+
+    def __iter__(self) -> Iterator[K]:
+        """Iterate over a snapshot of the live keys, least recently used first."""
+        return iter([key for key, _ in self.items()])
+
+    def statistics(self) -> CacheStatistics:
+        """Return the counters and the size; the cache is not changed (nothing expires)."""
+        size = len(self._data)
+        return CacheStatistics(
+            hits=self._hits,
+            misses=self._misses,
+            evictions=self._evictions,
+            expirations=self._expirations,
+            size=size,
+            weight=self._weight if self._weights is not None else size,
+            maxsize=self._maxsize,
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"{type(self).__name__}(maxsize={stats.maxsize}, ttl={self._ttl}, "
+            f"size={stats.size}, weight={stats.weight})"
+        )
