@@ -9,12 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -36,12 +31,12 @@ from distsys.errors import (
 from distsys.testing import KVContract
 from distsys.testing._kv_contract import next_event
 from tests.conftest import BACKENDS
+from tests.servers import OwnEtcd, free_port
 
 pytestmark = pytest.mark.backend("etcd")
 
 HOST, PORT = BACKENDS["etcd"]
 SHARED_URL = f"etcd://{HOST}:{PORT}"
-START_TIMEOUT = 30.0  # seconds an etcd of our own may take to elect itself and serve
 
 
 async def purge(prefix: str, host: str = HOST, port: int = PORT) -> None:
@@ -252,76 +247,9 @@ async def test_stopping_to_consume_a_watch_releases_its_stream(
 # ------------------------------------------------------------ an etcd of our own
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class PrivateEtcd:
-    """An etcd process on free loopback ports with its own data directory."""
-
-    def __init__(self, root: Path, *flags: str) -> None:
-        if shutil.which("etcd") is None:
-            reason = "these tests start an etcd of their own: the etcd binary is not on PATH"
-            if os.environ.get("DISTSYS_REQUIRE_BACKENDS") == "1":
-                pytest.fail(reason)
-            pytest.skip(reason)
-        self.data = root / "data"
-        self.log = root / "etcd.log"
-        self.client_port, self.peer_port = free_port(), free_port()
-        self.flags = flags
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"etcd://127.0.0.1:{self.client_port}"
-
-    def start(self) -> None:
-        client = f"http://127.0.0.1:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    "etcd",
-                    "--name=private",
-                    f"--data-dir={self.data}",
-                    f"--listen-client-urls={client}",
-                    f"--advertise-client-urls={client}",
-                    f"--listen-peer-urls={peer}",
-                    f"--initial-advertise-peer-urls={peer}",
-                    f"--initial-cluster=private={peer}",
-                    *self.flags,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        give_up = time.monotonic() + START_TIMEOUT
-        while not self._healthy():
-            if self.process.poll() is not None or time.monotonic() > give_up:
-                self.kill()
-                raise AssertionError(f"etcd did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def _healthy(self) -> bool:
-        try:
-            url = f"http://127.0.0.1:{self.client_port}/health"
-            with urllib.request.urlopen(url, timeout=1.0) as response:
-                return b'"true"' in response.read()
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
-
-
 @pytest.fixture
-def private_etcd(tmp_path: Path) -> Iterator[PrivateEtcd]:
-    server = PrivateEtcd(tmp_path)
+def private_etcd(tmp_path: Path) -> Iterator[OwnEtcd]:
+    server = OwnEtcd(tmp_path)
     server.start()
     try:
         yield server
@@ -329,7 +257,7 @@ def private_etcd(tmp_path: Path) -> Iterator[PrivateEtcd]:
         server.kill()
 
 
-async def test_a_watch_survives_the_server_restarting(private_etcd: PrivateEtcd) -> None:
+async def test_a_watch_survives_the_server_restarting(private_etcd: OwnEtcd) -> None:
     kv = EtcdKV(private_etcd.url, timeout=2.0)
     try:
         events = kv.watch("svc/")
@@ -370,7 +298,7 @@ class BreakSpy(logging.Handler):
             self.broke.set()
 
 
-async def test_a_watch_notices_a_frozen_server(private_etcd: PrivateEtcd) -> None:
+async def test_a_watch_notices_a_frozen_server(private_etcd: OwnEtcd) -> None:
     # A stopped process keeps its connections open, as a partitioned host would: only
     # unanswered keepalive pings can tell the watch that the server is gone.
     kv = EtcdKV(private_etcd.url, timeout=2.0)
@@ -397,7 +325,7 @@ async def test_a_watch_notices_a_frozen_server(private_etcd: PrivateEtcd) -> Non
 
 
 async def test_closing_the_store_ends_a_watch_that_is_reconnecting(
-    private_etcd: PrivateEtcd,
+    private_etcd: OwnEtcd,
 ) -> None:
     kv = EtcdKV(private_etcd.url, timeout=2.0)
     events = kv.watch("svc/")
@@ -411,7 +339,7 @@ async def test_closing_the_store_ends_a_watch_that_is_reconnecting(
 
 
 async def test_a_compacted_start_revision_is_met_with_a_new_snapshot(
-    private_etcd: PrivateEtcd, monkeypatch: pytest.MonkeyPatch
+    private_etcd: OwnEtcd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kv = EtcdKV(private_etcd.url)
     admin = aetcd.Client("127.0.0.1", private_etcd.client_port, timeout=10)
@@ -459,7 +387,7 @@ async def _enable_auth(port: int, password: str) -> None:
 
 
 async def test_authentication_and_an_expired_token(tmp_path: Path) -> None:
-    server = PrivateEtcd(tmp_path, "--auth-token-ttl=1")
+    server = OwnEtcd(tmp_path, "--auth-token-ttl=1")
     await asyncio.to_thread(server.start)
     try:
         await _enable_auth(server.client_port, "pw")

@@ -8,9 +8,6 @@ port.
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,11 +21,11 @@ from distsys.backends._redis_stream import WatchState
 from distsys.errors import BackendUnavailableError, InvalidArgumentError, LeaseExpiredError
 from distsys.testing import KVContract, next_event
 from tests.conftest import BACKENDS
+from tests.servers import READY_TIMEOUT, OwnRedis, free_port
 
 pytestmark = pytest.mark.backend("redis")
 
 HOST, PORT = BACKENDS["redis"]
-READY_TIMEOUT = 10.0
 
 
 def url_for(namespace: str, *, host: str = HOST, port: int = PORT, auth: str = "") -> str:
@@ -275,13 +272,6 @@ async def test_a_dropped_subscriber_connection_brings_a_reset(namespace: str) ->
 # ---------------------------------------------------------------- an unreachable server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_an_unreachable_server_raises_backend_unavailable() -> None:
     kv = RedisKV(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0)
     try:
@@ -294,45 +284,9 @@ async def test_an_unreachable_server_raises_backend_unavailable() -> None:
         await kv.aclose()
 
 
-class OwnServer:
-    """A redis-server of the test's own, which it may kill and restart."""
-
-    password = "not-a-secret-but-hidden"
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--requirepass", self.password],
-            cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    async def ready(self) -> None:
-        async with asyncio.timeout(READY_TIMEOUT):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=READY_TIMEOUT)
-            self.process = None
-
-
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[OwnServer]:
-    server = OwnServer(tmp_path)
+def own_server(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
     server.start()
     try:
         yield server
@@ -341,7 +295,7 @@ def own_server(tmp_path: Path) -> Iterator[OwnServer]:
 
 
 async def test_a_watch_survives_the_server_going_away_and_coming_back(
-    own_server: OwnServer,
+    own_server: OwnRedis,
 ) -> None:
     await own_server.ready()
     auth = f":{own_server.password}@"
@@ -408,7 +362,7 @@ def test_watch_state_check_reports_expired_keys_as_deletes() -> None:
     assert reset.type is EventType.RESET
 
 
-async def test_a_silent_connection_is_found_by_ping(own_server: OwnServer) -> None:
+async def test_a_silent_connection_is_found_by_ping(own_server: OwnRedis) -> None:
     await own_server.ready()
     auth = f":{own_server.password}@"
     url = url_for("silent", host="127.0.0.1", port=own_server.port, auth=auth)

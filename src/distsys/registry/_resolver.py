@@ -265,6 +265,7 @@ class Resolver:
         self._errors += 1
         if self._stale_since is None:
             self._stale_since = self._clock.now()
+            self._notify()  # the view is unchanged, but wait_for() predicates may not be
             log.warning(
                 "registry unreachable for %s; serving the last known view (%s)", self.service, exc
             )
@@ -350,6 +351,9 @@ class Resolver:
         self._available = tuple(i for i in self.instances() if i.available)
         for listener in list(self._listeners):
             listener(self._available)
+        self._notify()
+
+    def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
