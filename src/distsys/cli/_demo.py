@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
+from distsys.cli._algorithms_demo import cache_demo, ring_demo
 from distsys.cli._breaker_demo import breaker
 from distsys.cli._pipeline_command import pipeline
 
 __all__ = ["SCENARIOS", "demo"]
 
-SCENARIOS: tuple[click.Command, ...] = (pipeline, breaker)
+SCENARIOS: tuple[click.Command, ...] = (pipeline, cache_demo, ring_demo, breaker)
 """The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
 
 
