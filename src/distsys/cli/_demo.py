@@ -6,11 +6,18 @@ import click
 
 from distsys.cli._algorithms_demo import cache_demo, ring_demo
 from distsys.cli._breaker_demo import breaker
+from distsys.cli._mq_demo import mq_demo
 from distsys.cli._pipeline_command import pipeline
 
 __all__ = ["SCENARIOS", "demo"]
 
-SCENARIOS: tuple[click.Command, ...] = (pipeline, cache_demo, ring_demo, breaker)
+SCENARIOS: tuple[click.Command, ...] = (
+    pipeline,
+    cache_demo,
+    ring_demo,
+    breaker,
+    mq_demo,
+)
 """The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
 
 

@@ -6,6 +6,7 @@ import click
 
 from distsys import __version__
 from distsys.cli._demo import demo
+from distsys.cli._mq_command import mq
 from distsys.cli._registry_command import registry
 
 __all__ = ["main"]
@@ -18,4 +19,5 @@ def main() -> None:
 
 
 main.add_command(demo)
+main.add_command(mq)
 main.add_command(registry)

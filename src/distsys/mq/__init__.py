@@ -21,6 +21,16 @@ from distsys.mq._broker import (
     Subscription,
     SubscriptionStatistics,
 )
+from distsys.mq._consumer import Consumer, ConsumerStatistics, RedeliveryBackoff
+from distsys.mq._idempotency import (
+    Claim,
+    ClaimStatus,
+    Deduplicator,
+    DeduplicatorStatistics,
+    DuplicateInProgressError,
+    default_key,
+    idempotent,
+)
 from distsys.mq._memory import MemoryBroker
 from distsys.mq._message import (
     DEAD_LETTER_SUFFIX,
@@ -36,6 +46,7 @@ from distsys.mq._message import (
     RawDelivery,
     dead_letter_topic,
 )
+from distsys.mq._producer import Producer, ProducerStatistics
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
@@ -49,15 +60,27 @@ __all__ = [
     "MQ_SCHEMES",
     "Broker",
     "BrokerBase",
+    "Claim",
+    "ClaimStatus",
+    "Consumer",
+    "ConsumerStatistics",
+    "Deduplicator",
+    "DeduplicatorStatistics",
     "Delivery",
+    "DuplicateInProgressError",
     "Depth",
     "Fetcher",
     "MemoryBroker",
     "Outgoing",
+    "Producer",
+    "ProducerStatistics",
     "RawDelivery",
+    "RedeliveryBackoff",
     "Subscription",
     "SubscriptionStatistics",
     "dead_letter_topic",
+    "default_key",
+    "idempotent",
     "open_broker",
 ]
 

@@ -232,6 +232,10 @@ class _MemoryFetcher:
                 await changed.wait()
             finally:
                 timer.cancel()
+            if self._topic.changed is changed:
+                # The timer set it (a change would have replaced it): the next wait needs
+                # an unset event, or it would return at once and spin without yielding.
+                self._topic.changed = asyncio.Event()
         return []
 
     def _settle(self, raw: RawDelivery) -> int | None:

@@ -1,0 +1,427 @@
+"""``sqlite:///path``: a durable queue in one SQLite file, shared by the processes of one machine.
+
+Features: everything in :class:`~distsys.mq.Broker` — consumer groups, ack deadlines and
+redelivery to any consumer of the group, delivery attempts counted per group, delayed
+publish and delayed nack, dead letters, depth — correct while several processes publish
+and consume on the file at once. It is distsys's default queue (``open_broker()`` with no
+URL opens ``sqlite:///.distsys/mq.db``). The file and its directory are created on first
+use; a file that is not a distsys queue (another application's database, a distsys KV
+file, garbage) or was written by a newer distsys is refused and left untouched.
+
+Connection string::
+
+    sqlite:///relative/path.db       relative to the working directory at construction
+    sqlite:////absolute/path.db      absolute
+    sqlite:///.distsys/mq.db?poll_interval=0.005&busy_timeout=10
+
+Options, as query parameters or as keyword arguments of :class:`SQLiteBroker` (a keyword
+argument wins over the URL):
+
+- ``poll_interval`` (default 0.01): seconds between two checks, while a consumer waits,
+  for what other processes committed. Publishes of this process wake its consumers at
+  once; the poll only bounds the latency between processes.
+- ``busy_timeout`` (default 5.0): seconds to wait for another process's write lock before
+  an operation raises :class:`~distsys.errors.BackendUnavailableError`.
+
+Ordering: per topic, in order of commit — a batch keeps its order, and messages published
+by one task arrive in the order published; redeliveries (expired, nacked) come before new
+messages, and a delayed message joins the end of its topic once it is due, when a
+consumer (or ``depth``) next looks — after what was published before that. A message
+is deleted once every group of its topic has acked it; a topic no group has joined keeps
+its messages (a group created later starts at the oldest kept one). Message ids are
+decimal numbers, unique per topic and never reused, even after the topic empties (they
+may skip numbers).
+
+In the docs' table of backends: *ordering* — per topic, in commit order, redeliveries
+first; *durability* — committed before ``publish`` returns, WAL with
+``synchronous=NORMAL`` (survives any process crash; an OS crash or power loss may lose
+the last transactions).
+
+Durability: ``publish`` and ``publish_batch`` return once their transaction has
+committed (a batch is atomic: all of it or none of it); acks and nacks likewise. WAL
+mode with ``synchronous=NORMAL``: a crash of any process, even SIGKILL in mid-write, loses
+nothing committed, and no crash or power loss corrupts the file; but a power loss or OS
+crash may undo the transactions committed since the WAL was last synced (at a
+checkpoint) — the same setting as the distsys KV store. The file must be on a local file
+system (WAL shares memory between the processes).
+
+Time: ack deadlines and delays are stored as readings of the injected clock, so every
+process sharing a file must read the same scale. The default
+:class:`~distsys.clock.MonotonicClock` (CLOCK_MONOTONIC on Linux) is system-wide on
+Linux, macOS and Windows. After a reboot that clock starts again; the first process to
+open the file then notices that the highest clock reading written lies in the future and
+moves the stored times back: deliveries in flight become due at once (their consumers
+died with the old boot), delays keep what remained of them. (If the new boot's clock has
+already passed the old one when the file is first opened, the stored times are taken as
+they are: in-flight deliveries wait out their deadline, delays may end early.)
+
+Threading and cost: each broker has one worker thread that owns its one connection and
+runs every SQLite call in order, so the event loop never waits on a lock or the disk.
+Writes queued while a transaction runs are committed together in the next one (group
+commit), so tasks publishing or acking one message each share transactions; a fetch
+claims up to ``prefetch`` messages in one transaction, and concurrent receives on one
+subscription share that claim. A single task that publishes one message at a time pays a
+thread round trip per message (tens of microseconds): publish in batches, or from many
+tasks, for throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from distsys.backends import BackendURL, parse_url
+from distsys.backends._sqlite import _seconds as seconds_option
+from distsys.clock import Clock, TimerHandle
+from distsys.errors import BackendUnavailableError, InvalidArgumentError
+from distsys.mq._broker import BrokerBase, Subscription
+from distsys.mq._message import HEADER_ERROR, Depth, Outgoing, RawDelivery
+from distsys.mq._sqlite_records import (
+    AckOp,
+    Claim,
+    NackOp,
+    PublishOp,
+    Row,
+    WriteOp,
+    encode_headers,
+)
+from distsys.mq._sqlite_store import QueueStore
+from distsys.mq._sqlite_worker import GroupCommit, Worker
+
+__all__ = ["SQLiteBroker"]
+
+DEFAULTS: Final = MappingProxyType({"poll_interval": 0.01, "busy_timeout": 5.0})
+"""The options and their defaults (see the module docs)."""
+
+_URL_ACCEPTED: Final = (
+    "a sqlite:///path.db URL, with optional query options poll_interval, busy_timeout"
+)
+
+T = TypeVar("T")
+
+
+def _check_key(key: str | None) -> str | None:
+    """Refuse a key SQLite cannot store as TEXT (a str with lone surrogates)."""
+    if key is not None:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                "key", key, "None or a non-empty str without lone surrogates"
+            ) from None
+    return key
+
+
+def _encode(headers: dict[str, str]) -> bytes | None:
+    try:
+        return encode_headers(headers)
+    except (UnicodeEncodeError, TypeError, ValueError):
+        raise InvalidArgumentError(
+            "headers", headers, "None or a mapping of str to str without lone surrogates"
+        ) from None
+
+
+class SQLiteBroker(BrokerBase):
+    """A message broker in a SQLite file that the processes of one machine share.
+
+    Safe within one event loop (as its subscriptions are): open one broker per event
+    loop. Not fork-safe: open one broker in each process (a broker used in a process
+    other than the one that opened it raises BackendUnavailableError). The file is opened
+    on first use, so a path that cannot be opened is reported by the first operation
+    (``await broker.ping()`` checks it).
+
+    As with any backend, an operation whose task is cancelled may still take effect.
+
+    Args:
+        url: ``sqlite:///path.db`` (see the module docs for its options).
+        clock: the clock ack deadlines and delays run on (default: the monotonic clock);
+            every process sharing the file must read the same scale.
+        wall: Unix time source for publication times and deadline headers.
+        poll_interval: seconds between checks for other processes' writes (0.01).
+        busy_timeout: seconds to wait for another process's write lock (5.0).
+
+    Raises:
+        InvalidArgumentError: the URL is not a ``sqlite://`` file URL, it carries an unknown
+            option, or an option is out of range.
+    """
+
+    path: str
+    """The database file's absolute path."""
+
+    def __init__(
+        self,
+        url: str | BackendURL,
+        *,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+        poll_interval: float | None = None,
+        busy_timeout: float | None = None,
+    ) -> None:
+        parsed = parse_url(url) if isinstance(url, str) else url
+        super().__init__(parsed, clock=clock, wall=wall)
+        if parsed.scheme != "sqlite":
+            raise InvalidArgumentError("url", parsed.redacted(), _URL_ACCEPTED)
+        unknown = sorted(set(parsed.query) - DEFAULTS.keys())
+        if unknown:
+            raise InvalidArgumentError(
+                "url", parsed.redacted(), _URL_ACCEPTED, detail=f"unknown option {unknown[0]!r}"
+            )
+        if parsed.path == ":memory:" or parsed.path.startswith("file:"):
+            raise InvalidArgumentError(
+                "url",
+                parsed.redacted(),
+                _URL_ACCEPTED,
+                detail="use memory:// for a queue in memory",
+            )
+        given = {"poll_interval": poll_interval, "busy_timeout": busy_timeout}
+        options: dict[str, object] = {**DEFAULTS, **parsed.query}
+        options.update({name: value for name, value in given.items() if value is not None})
+        self._poll_interval = seconds_option("poll_interval", options["poll_interval"], zero=False)
+        timeout = seconds_option("busy_timeout", options["busy_timeout"], zero=True)
+        self.path = os.path.abspath(parsed.path)
+        self._store = QueueStore(self.path, parsed.redacted(), self.clock, busy_timeout=timeout)
+        self._worker = Worker("distsys-mq-sqlite")
+        self._writes: GroupCommit[WriteOp] = GroupCommit(
+            self._worker, self._store.apply, self._committed
+        )
+        self._pid = os.getpid()
+        self._changes: dict[str, int] = {}  # topic -> writes committed by this broker
+        self._outside = 0  # changes by other processes noticed by the poller
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _unavailable(self, reason: str) -> BackendUnavailableError:
+        return BackendUnavailableError(self.url.redacted(), reason)
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise self._unavailable(
+                f"this broker was opened by process {self._pid}; open a new one in each process"
+            )
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on the worker thread and wait for it without blocking."""
+        self._check_process()
+        try:
+            return await self._worker.run(function, *args)
+        except RuntimeError as exc:
+            if self._closed:
+                raise self._unavailable("this client has been closed") from None
+            raise exc
+
+    async def _write(self, op: WriteOp) -> Any:
+        """Write ``op`` in the next group commit."""
+        self._check_process()
+        try:
+            return await self._writes.write(op)
+        except RuntimeError as exc:
+            if self._closed:
+                raise self._unavailable("this client has been closed") from None
+            raise exc
+
+    def _committed(self, ops: Sequence[WriteOp]) -> None:
+        """Wake the consumers of this process that wait on a topic just written to."""
+        for op in ops:
+            if not isinstance(op, AckOp):  # a publish, or a nack that hands one back
+                self._changed(op.topic)
+
+    def _changed(self, topic: str) -> None:
+        self._changes[topic] = self._changes.get(topic, 0) + 1
+        for waiter in self._waiters.pop(topic, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _seen(self, topic: str) -> tuple[int, int]:
+        """A token that changes whenever ``topic`` may have something new to claim."""
+        return self._changes.get(topic, 0), self._outside
+
+    async def _wait(self, topic: str, delay: float) -> None:
+        """Wait until ``topic`` changes, another process writes, or ``delay`` clock seconds."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(topic, set()).add(waiter)
+        thread = threading.get_ident()
+
+        def wake() -> None:  # may run on any thread (a ManualClock's or a timer's)
+            if threading.get_ident() == thread:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(wake)
+
+        timer: TimerHandle = self.clock.call_later(delay, wake)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.ensure_future(self._poll())
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            waiting = self._waiters.get(topic)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._waiters[topic]
+
+    async def _poll(self) -> None:
+        """While consumers wait, wake them when another process has committed."""
+        while self._waiters and not self._closed:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                changed = await self._call(self._store.changed)
+            except BackendUnavailableError:
+                changed = True  # let the consumers meet the error themselves
+            if changed:
+                self._outside += 1
+                self._wake_all()
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for waiting in waiters.values():
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # ------------------------------------------------------------------ the hooks
+
+    async def _publish(self, topic: str, messages: list[Outgoing]) -> list[str]:
+        rows: list[Row] = [
+            (
+                out.payload,
+                _encode(out.headers) if out.headers else None,
+                _check_key(out.key),
+                out.delay,
+            )
+            for out in messages
+        ]
+        ids: list[str] = await self._write(PublishOp(topic, rows, self.wall(), self.clock.now()))
+        return ids
+
+    async def _open_fetcher(self, subscription: Subscription) -> _SQLiteFetcher:
+        topic, group = await self._call(
+            self._store.open_group, subscription.topic, subscription.group
+        )
+        return _SQLiteFetcher(self, subscription, topic, group)
+
+    async def _create_group(self, topic: str, group: str) -> None:
+        await self._call(self._store.open_group, topic, group)
+
+    async def _depth(self, topic: str, group: str) -> Depth:
+        return await self._call(self._store.depth, topic, group, self.clock.now())
+
+    async def _ping(self) -> None:
+        await self._call(self._store.ping)
+
+    async def _aclose(self) -> None:
+        self._wake_all()
+        if self._poller is not None:
+            self._poller.cancel()
+        if os.getpid() != self._pid:
+            return  # a forked copy: the connection and the worker belong to the parent
+        try:
+            await self._worker.run(self._store.close)
+        finally:
+            self._worker.stop()
+
+
+class _SQLiteFetcher:
+    """One consumer's claims on its group, through the broker's worker thread."""
+
+    def __init__(
+        self, broker: SQLiteBroker, subscription: Subscription, topic: int, group: int
+    ) -> None:
+        self._broker = broker
+        self._topic_name = subscription.topic
+        self._ack_wait = subscription.ack_wait
+        self._topic = topic
+        self._group = group
+        self._probe = True  # read before locking: the last claim did not fill up
+        self._closed = False
+        self._claiming: asyncio.Future[None] | None = None
+
+    async def fetch(self, max_messages: int, timeout: float) -> list[RawDelivery]:
+        # Handlers of one subscription share its buffer: while one of them claims, the
+        # others wait for that claim instead of each leasing another batch.
+        if self._claiming is not None:
+            await asyncio.shield(self._claiming)
+            return []
+        self._claiming = asyncio.get_running_loop().create_future()
+        try:
+            return await self._fetch(max_messages, timeout)
+        finally:
+            self._claiming.set_result(None)
+            self._claiming = None
+
+    async def _fetch(self, max_messages: int, timeout: float) -> list[RawDelivery]:
+        broker, store, clock = self._broker, self._broker._store, self._broker.clock
+        give_up = clock.now() + timeout
+        while not (self._closed or broker._closed):
+            seen = broker._seen(self._topic_name)
+            try:
+                claim: Claim = await broker._call(
+                    store.claim,
+                    self._group,
+                    self._topic,
+                    self._topic_name,
+                    max_messages,
+                    self._ack_wait,
+                    clock.now(),
+                    self._probe,
+                )
+            except BackendUnavailableError:
+                if self._closed or broker._closed:
+                    break
+                raise
+            self._probe = len(claim.deliveries) < max_messages
+            if claim.deliveries:
+                return claim.deliveries
+            now = clock.now()
+            if now >= give_up:
+                break
+            if broker._seen(self._topic_name) != seen:
+                continue  # a write landed while we claimed: look again
+            wake_at = give_up if claim.next_due is None else min(give_up, claim.next_due)
+            if wake_at > now:
+                await broker._wait(self._topic_name, wake_at - now)
+        return []
+
+    async def ack(self, deliveries: Sequence[RawDelivery]) -> list[bool]:
+        now = self._broker.clock.now()
+        leases: dict[tuple[float, int], list[int]] = {}
+        for raw in deliveries:
+            position, due, token = raw.token
+            if due > now:
+                leases.setdefault((due, token), []).append(position)
+        acked: set[tuple[int, int]] = set()
+        if leases:
+            acked = await self._broker._write(AckOp(self._group, self._topic, leases))
+        return [(raw.token[2], raw.token[0]) in acked for raw in deliveries]
+
+    async def nack(self, delivery: RawDelivery, delay: float) -> bool:
+        position, due, token = delivery.token
+        now = self._broker.clock.now()
+        if due <= now:
+            return False
+        op = NackOp(
+            self._group,
+            self._topic_name,
+            position,
+            (due, token),
+            now,
+            now + delay,
+            delivery.headers.get(HEADER_ERROR),
+        )
+        ok: bool = await self._broker._write(op)
+        return ok
+
+    async def close(self) -> None:
+        self._closed = True
+        self._broker._changed(self._topic_name)
