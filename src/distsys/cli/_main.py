@@ -8,6 +8,7 @@ from distsys import __version__
 from distsys.cli._demo import demo
 from distsys.cli._mq_command import mq
 from distsys.cli._registry_command import registry
+from distsys.cli._service_command import service
 
 __all__ = ["main"]
 
@@ -21,3 +22,4 @@ def main() -> None:
 main.add_command(demo)
 main.add_command(mq)
 main.add_command(registry)
+main.add_command(service)
