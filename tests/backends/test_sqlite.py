@@ -237,8 +237,7 @@ async def test_a_store_refuses_to_work_in_a_forked_child(
     await kv.aclose()  # touches neither the parent's connection nor its thread
     monkeypatch.undo()
     assert rows(tmp_path / "kv.db", "SELECT key FROM kv") == [("k",)]
-    kv._executor.submit(kv._store.close).result(timeout=WAIT)  # the parent's own close
-    kv._executor.shutdown()
+    await kv._executor.aclose()  # the parent's own close
 
 
 KEY_TEXT = st.text(

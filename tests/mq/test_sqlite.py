@@ -155,7 +155,7 @@ async def test_a_distsys_kv_file_is_not_taken_for_a_queue(tmp_path: Path) -> Non
         await broker.publish("t", b"x")
     kv = open_kv(url_of(queue))
     try:  # nor the other way round
-        with pytest.raises(BackendUnavailableError, match="not a distsys database"):
+        with pytest.raises(BackendUnavailableError, match="distsys queue file, not a KV/registry"):
             await kv.get("k")
     finally:
         await kv.aclose()
@@ -252,8 +252,7 @@ async def test_a_broker_refuses_to_work_in_a_forked_child(
     await broker.aclose()  # touches neither the parent's connection nor its thread
     monkeypatch.undo()
     assert len(rows(tmp_path / "mq.db", "SELECT position FROM messages")) == 1
-    await broker._worker.run(broker._store.close)  # the parent's own close
-    broker._worker.stop()
+    await broker._executor.aclose()  # the parent's own close
 
 
 # ------------------------------------------------------------ what the file holds
@@ -498,16 +497,9 @@ async def test_a_publish_that_cannot_be_written_raises_and_stores_nothing(
 async def test_concurrent_publishes_share_transactions(tmp_path: Path) -> None:
     async with opened(tmp_path / "mq.db") as broker:
         await broker.create_group("t", "g")
-        transactions = 0
-        apply = broker._store.apply
-
-        def counting(ops: list[object]) -> list[object]:
-            nonlocal transactions
-            transactions += 1
-            return apply(ops)  # type: ignore[arg-type]
-
-        broker._writes._apply = counting  # type: ignore[assignment]
+        before = broker.statistics().backend["transactions"]
         ids = await asyncio.gather(*(broker.publish("t", f"{i}".encode()) for i in range(200)))
+        transactions = broker.statistics().backend["transactions"] - before
         assert len(set(ids)) == 200
         assert transactions < 100
         got = await take(broker, "t", "g", 200)
@@ -694,7 +686,9 @@ async def test_consumers_killed_mid_handling_lose_nothing(tmp_path: Path) -> Non
         acked, delivered, redelivered = tally(survivors + victims)
         assert max(acked.values()) == 1  # no message acked twice
         assert set(delivered) == bodies
-        assert sum(n - 1 for n in delivered.values()) == redelivered  # duplicates: redeliveries
+        # Every duplicate is a redelivery; a redelivery may also follow a delivery that a
+        # victim had prefetched and died holding before its handler reported it.
+        assert sum(n - 1 for n in delivered.values()) <= redelivered
         assert redelivered > 0  # the victims did die holding messages
 
 

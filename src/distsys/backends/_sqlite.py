@@ -37,28 +37,31 @@ so the processes of one machine agree. After a reboot that clock starts again; t
 process to open the file then drops the leases whose last renewal lies in the future
 (their holders died with the previous boot).
 
-Threading: each store has one worker thread that owns its one connection and runs every
-SQLite call in order, so the event loop never waits on a lock or on the disk. One
-operation costs a thread round trip (tens of microseconds).
+Threading: each store has a worker thread with a connection of its own, which runs the
+reads, the watches' polls and everything that may wait on a lock; short writes (put,
+compare-and-set, delete, grant, keep-alive, revoke) run inline on the event loop's thread,
+on a second connection that never waits: if another process holds the write lock, the
+write goes to the worker instead (the rules, and why the loop never waits on a lock, are
+in :mod:`distsys.backends._sqlite_executor`). A read costs a thread round trip (tens of
+microseconds); an inline write costs its transaction only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
 import threading
-from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator
 from contextlib import suppress
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from distsys.backends._kv import EventType, KVBase, KVEntry, KVEvent
+from distsys.backends._sqlite_executor import Executor
+from distsys.backends._sqlite_file import count_option, file_url, seconds_option, storable
 from distsys.backends._sqlite_store import Batch, SQLiteStore, prefix_end
-from distsys.backends._url import BackendURL, parse_url
+from distsys.backends._url import BackendURL
 from distsys.clock import Clock, MonotonicClock
-from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
+from distsys.errors import BackendUnavailableError
 
 __all__ = ["SQLiteKV"]
 
@@ -67,50 +70,14 @@ DEFAULTS: Final = MappingProxyType({"poll_interval": 0.02, "busy_timeout": 5.0, 
 POLL_BATCH: Final = 512
 """Change-log rows one poll reads at most; a full batch is followed by another poll at once."""
 
-_URL_ACCEPTED: Final = (
-    "a sqlite:///path.db URL, with optional query options poll_interval, busy_timeout, history"
-)
-
-T = TypeVar("T")
-
-
-def _seconds(field: str, value: object, *, zero: bool) -> float:
-    accepted = f"a finite number of seconds {'>= 0' if zero else '> 0'}"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentTypeError(field, value, accepted)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise InvalidArgumentError(field, value, accepted)
-    return float(value)
-
-
-def _count(field: str, value: object) -> int:
-    accepted = "an int >= 1"
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(field, value, accepted)
-    if value < 1:
-        raise InvalidArgumentError(field, value, accepted)
-    return value
-
 
 def _storable(text: str, field: str) -> str:
-    """Refuse what SQLite cannot store as TEXT (a str with lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgumentError(
-            field, text, "a str without NUL characters or lone surrogates"
-        ) from None
-    return text
+    return storable(text, field, "a str without NUL characters or lone surrogates")
+
+
+def _weight(value: bytes) -> int:
+    """A write's weight for the inline path (a row, and its value in 128-byte units)."""
+    return 1 + len(value) // 128
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -121,8 +88,9 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class SQLiteKV(KVBase):
     """A KV store in a SQLite file that the processes of one machine share.
 
-    Thread-safe: every database call runs, in order, on the store's one worker thread, so
-    tasks of any event loop may share a store. Not fork-safe: open one store in each
+    Thread-safe: short writes made on the thread that made the first one run inline, on
+    its connection; everything else runs on the store's worker thread, so tasks of any
+    event loop may share a store. Not fork-safe: open one store in each
     process (a store used in a process other than the one that opened it raises
     BackendUnavailableError). The file is opened on first use, so a path that cannot be
     opened is reported by the first operation (``await kv.ping()`` checks it).
@@ -156,55 +124,32 @@ class SQLiteKV(KVBase):
         busy_timeout: float | None = None,
         history: int | None = None,
     ) -> None:
-        parsed = parse_url(url) if isinstance(url, str) else url
-        super().__init__(parsed)
-        if parsed.scheme != "sqlite":
-            raise InvalidArgumentError("url", parsed.redacted(), _URL_ACCEPTED)
-        unknown = sorted(set(parsed.query) - DEFAULTS.keys())
-        if unknown:
-            raise InvalidArgumentError(
-                "url", parsed.redacted(), _URL_ACCEPTED, detail=f"unknown option {unknown[0]!r}"
-            )
-        if parsed.path == ":memory:" or parsed.path.startswith("file:"):
-            raise InvalidArgumentError(
-                "url",
-                parsed.redacted(),
-                _URL_ACCEPTED,
-                detail="use memory:// for a store in memory",
-            )
         given = {"poll_interval": poll_interval, "busy_timeout": busy_timeout, "history": history}
-        options: dict[str, object] = {**DEFAULTS, **parsed.query}
-        options.update({name: value for name, value in given.items() if value is not None})
-        self._poll_interval = _seconds("poll_interval", options["poll_interval"], zero=False)
-        timeout = _seconds("busy_timeout", options["busy_timeout"], zero=True)
-        keep = _count("history", options["history"])
-        self.path = os.path.abspath(parsed.path)
+        parsed, self.path, options = file_url(url, DEFAULTS, given, noun="store")
+        super().__init__(parsed)
+        self._poll_interval = seconds_option("poll_interval", options["poll_interval"], zero=False)
+        timeout = seconds_option("busy_timeout", options["busy_timeout"], zero=True)
+        keep = count_option("history", options["history"])
         self._clock: Clock = clock if clock is not None else MonotonicClock()
+        redacted = parsed.redacted()
         self._store = SQLiteStore(
-            self.path, parsed.redacted(), self._clock, busy_timeout=timeout, history=keep
+            self.path, redacted, self._clock, busy_timeout=timeout, history=keep
         )
-        self._pid = os.getpid()
+        inline = SQLiteStore(
+            self.path, redacted, self._clock, busy_timeout=0, history=keep, inline=True
+        )
+        self._executor = Executor(
+            redacted,
+            owner="store",
+            thread_name="distsys-sqlite",
+            busy_timeout=timeout,
+            worker_store=self._store,
+            inline_store=inline,
+        )
         self._lock = threading.Lock()
         self._naps: set[asyncio.Future[None]] = set()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="distsys-sqlite")
 
     # ------------------------------------------------------------------ plumbing
-
-    def _unavailable(self, reason: str) -> BackendUnavailableError:
-        return BackendUnavailableError(self.url.redacted(), reason)
-
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function(*args)`` on the worker thread and wait for it without blocking."""
-        if os.getpid() != self._pid:
-            raise self._unavailable(
-                f"this store was opened by process {self._pid}; open a new one in each process"
-            )
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self._executor, function, *args)
-        except RuntimeError:  # the executor was shut down by aclose()
-            raise self._unavailable("this client has been closed") from None
-        return await future
 
     async def _nap(self) -> None:
         """Sleep one poll interval of real time (I/O pacing), or until aclose()."""
@@ -226,36 +171,38 @@ class SQLiteKV(KVBase):
     # ------------------------------------------------------------------ the hooks
 
     async def _ping(self) -> None:
-        await self._call(self._store.ping)
+        await self._executor.run(SQLiteStore.ping)
 
     async def _get(self, key: str) -> KVEntry | None:
-        return await self._call(self._store.get, _storable(key, "key"))
+        return await self._executor.run(SQLiteStore.get, _storable(key, "key"))
 
     async def _list(self, prefix: str) -> list[KVEntry]:
         prefix = _storable(prefix, "prefix")
-        return await self._call(self._store.list, prefix, prefix_end(prefix))
+        return await self._executor.run(SQLiteStore.list, prefix, prefix_end(prefix))
 
     async def _put(self, key: str, value: bytes, lease: int | None) -> KVEntry:
-        return await self._call(self._store.put, _storable(key, "key"), value, lease)
+        key = _storable(key, "key")
+        return await self._executor.short(SQLiteStore.put, key, value, lease, weight=_weight(value))
 
     async def _compare_and_set(
         self, key: str, value: bytes, version: int, lease: int | None
     ) -> KVEntry | None:
-        return await self._call(
-            self._store.compare_and_set, _storable(key, "key"), value, version, lease
+        key = _storable(key, "key")
+        return await self._executor.short(
+            SQLiteStore.compare_and_set, key, value, version, lease, weight=_weight(value)
         )
 
     async def _delete(self, key: str) -> bool:
-        return await self._call(self._store.delete, _storable(key, "key"))
+        return await self._executor.short(SQLiteStore.delete, _storable(key, "key"), weight=1)
 
     async def _grant(self, ttl: float) -> int:
-        return await self._call(self._store.grant, ttl)
+        return await self._executor.short(SQLiteStore.grant, ttl, weight=1)
 
     async def _keep_alive(self, lease: int) -> bool:
-        return await self._call(self._store.keep_alive, lease)
+        return await self._executor.short(SQLiteStore.keep_alive, lease, weight=1)
 
     async def _revoke(self, lease: int) -> bool:
-        return await self._call(self._store.revoke, lease)
+        return await self._executor.short(SQLiteStore.revoke, lease, weight=1)
 
     def _watch(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         return self._events(_storable(prefix, "prefix"))
@@ -263,7 +210,7 @@ class SQLiteKV(KVBase):
     async def _events(self, prefix: str) -> AsyncGenerator[KVEvent, None]:
         end = prefix_end(prefix)
         try:
-            rev, snapshot = await self._call(self._store.snapshot, prefix, end)
+            rev, snapshot = await self._executor.run(SQLiteStore.snapshot, prefix, end)
         except BackendUnavailableError:
             if self._closed:
                 return
@@ -271,7 +218,9 @@ class SQLiteKV(KVBase):
         yield KVEvent(EventType.RESET, snapshot=snapshot)
         while not self._closed:
             try:
-                batch: Batch = await self._call(self._store.changes, prefix, end, rev, POLL_BATCH)
+                batch: Batch = await self._executor.run(
+                    SQLiteStore.changes, prefix, end, rev, POLL_BATCH
+                )
             except BackendUnavailableError:
                 if self._closed:
                     return
@@ -288,9 +237,4 @@ class SQLiteKV(KVBase):
         for waiter in naps:
             with suppress(RuntimeError):  # its loop is already closed: nothing waits on it
                 waiter.get_loop().call_soon_threadsafe(_wake, waiter)
-        if os.getpid() != self._pid:
-            return  # a forked copy: the connection and the worker belong to the parent
-        try:
-            await self._call(self._store.close)
-        finally:
-            self._executor.shutdown(wait=False)
+        await self._executor.aclose()  # in a forked copy, nothing: the parent's to close

@@ -1,7 +1,9 @@
 """The synchronous half of ``sqlite://``: each operation as one transaction on the file.
 
-Everything here runs on a :class:`~distsys.backends._sqlite.SQLiteKV`'s one worker
-thread, which owns the connection; nothing here is thread-safe on its own.
+A :class:`~distsys.backends._sqlite.SQLiteKV` has two of these stores, each with its own
+connection: the worker thread's, and the event loop's for short writes that never wait
+on a lock (the rules are in :mod:`distsys.backends._sqlite_executor`, which also turns
+SQLite's errors into words). Nothing here is thread-safe on its own.
 
 Every write runs in one ``BEGIN IMMEDIATE`` transaction that first purges the leases
 that have expired (their keys deleted, a DELETE appended for each) and appends one
@@ -11,15 +13,15 @@ is described in :mod:`distsys.backends._sqlite_schema`).
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Final
 
 from distsys.backends._kv import EventType, KVEntry, KVEvent
-from distsys.backends._sqlite_schema import DELETE, PUT, is_busy, open_database, reason
+from distsys.backends._sqlite_file import begin_immediate, is_busy, open_file
+from distsys.backends._sqlite_schema import DELETE, PUT, SCHEMA
 from distsys.clock import Clock
 from distsys.errors import BackendUnavailableError, LeaseExpiredError
 
@@ -27,6 +29,8 @@ __all__ = ["Batch", "SQLiteStore", "prefix_end"]
 
 CLOCK_SLACK: Final = 1.0
 """Seconds a lease's last renewal may lie in the future before we call it a clock reset."""
+TRIM_STEP: Final = 1000
+"""Change-log rows one write trims at most beyond ``history`` (a write stays short)."""
 
 _DUE: Final = "SELECT 1 FROM leases WHERE expires <= ? LIMIT 1"
 _LIST_RANGE: Final = (
@@ -41,9 +45,6 @@ _POLL: Final = """
       AND ((key >= :lo AND (:hi IS NULL OR key < :hi)) OR rev = (SELECT max(rev) FROM changes))
     ORDER BY rev LIMIT :limit
 """
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -77,25 +78,10 @@ class Batch:
     more: bool = False
 
 
-def _guarded(
-    method: Callable[Concatenate[SQLiteStore, P], R],
-) -> Callable[Concatenate[SQLiteStore, P], R]:
-    """Turn SQLite's errors into BackendUnavailableError naming the URL and the reason."""
-
-    @functools.wraps(method)
-    def guarded(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise BackendUnavailableError(self.url, reason(exc, self.busy_timeout)) from exc
-
-    return guarded
-
-
 class SQLiteStore:
     """One connection to a distsys SQLite file, and the operations as transactions.
 
-    Not thread-safe: one worker thread makes every call (the connection is opened on it).
+    Not thread-safe: one thread at a time makes the calls.
 
     Args:
         path: the absolute path of the database file.
@@ -103,17 +89,27 @@ class SQLiteStore:
         clock: the clock that lease expiry times are read from.
         busy_timeout: seconds to wait for another process's write lock.
         history: change-log rows kept for watchers that fall behind.
+        inline: the event loop's store (see :func:`~distsys.backends._sqlite_file.open_file`);
+            it leaves the repair after a reboot to the worker's, which opens the file first.
     """
 
     def __init__(
-        self, path: str, url: str, clock: Clock, *, busy_timeout: float, history: int
+        self,
+        path: str,
+        url: str,
+        clock: Clock,
+        *,
+        busy_timeout: float,
+        history: int,
+        inline: bool = False,
     ) -> None:
         self.path = path
         self.url = url
         self.busy_timeout = busy_timeout
         self._clock = clock
         self._history = history
-        self._trim_step = max(1, history // 10)
+        self._trim_step = max(1, min(history // 10, TRIM_STEP))
+        self._inline = inline
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._dirty = False  # the open write transaction appended to the log
@@ -121,13 +117,22 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- connection
 
-    def _connection(self) -> sqlite3.Connection:
+    @property
+    def opened(self) -> bool:
+        """Whether the connection is open."""
+        return self._conn is not None
+
+    def connection(self) -> sqlite3.Connection:
+        """Open the file if needed; return the connection."""
         if self._conn is None:
             if self._closed:
                 raise BackendUnavailableError(self.url, "this client has been closed")
-            conn = open_database(self.path, self.url, busy_timeout=self.busy_timeout)
+            conn = open_file(
+                self.path, self.url, SCHEMA, busy_timeout=self.busy_timeout, inline=self._inline
+            )
             try:
-                self._drop_leases_from_another_boot(conn)
+                if not self._inline:
+                    self._drop_leases_from_another_boot(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -160,7 +165,7 @@ class SQLiteStore:
         LeaseExpiredError is raised before the body writes anything, so the purge that
         revealed it is committed rather than lost.
         """
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, self.busy_timeout)
         self._dirty = False
         compacted = self._compacted
         try:
@@ -289,58 +294,51 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- operations
 
-    @_guarded
     def ping(self) -> None:
         """Open the file if needed and read from it."""
-        self._connection().execute("SELECT compacted FROM meta").fetchone()
+        self.connection().execute("SELECT compacted FROM meta").fetchone()
 
-    @_guarded
     def get(self, key: str) -> KVEntry | None:
         """Return ``key``'s entry, or None."""
-        conn = self._connection()
+        conn = self.connection()
         self._expire_if_due(conn)
         row = conn.execute("SELECT value, version, lease FROM kv WHERE key = ?", (key,)).fetchone()
         return None if row is None else KVEntry(key, row[0], row[1], row[2])
 
-    @_guarded
     def list(self, prefix: str, end: str | None) -> list[KVEntry]:
         """Return the entries in ``[prefix, end)``, sorted by key."""
-        conn = self._connection()
+        conn = self.connection()
         self._expire_if_due(conn)
         return self._select(conn, prefix, end)
 
-    @_guarded
     def put(self, key: str, value: bytes, lease: int | None) -> KVEntry:
         """Create or replace ``key``."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             entry = self._set(conn, key, value, lease, None)
         assert entry is not None
         return entry
 
-    @_guarded
     def compare_and_set(
         self, key: str, value: bytes, version: int, lease: int | None
     ) -> KVEntry | None:
         """Write ``key`` if its version is ``version`` (0: absent); None if not."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             return self._set(conn, key, value, lease, version)
 
-    @_guarded
     def delete(self, key: str) -> bool:
         """Delete ``key``; True if it existed."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             if conn.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount == 0:
                 return False
             self._append(conn, key, DELETE)
             return True
 
-    @_guarded
     def grant(self, ttl: float) -> int:
         """Create a lease expiring ``ttl`` seconds from now; return its id."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             cursor = conn.execute(
                 "INSERT INTO leases (ttl, expires) VALUES (?, ?)", (ttl, self._clock.now() + ttl)
@@ -348,40 +346,36 @@ class SQLiteStore:
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
-    @_guarded
     def keep_alive(self, lease: int) -> bool:
         """Restart ``lease``'s TTL; False if it is gone."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             cursor = conn.execute(
                 "UPDATE leases SET expires = ? + ttl WHERE id = ?", (self._clock.now(), lease)
             )
             return cursor.rowcount == 1
 
-    @_guarded
     def revoke(self, lease: int) -> bool:
         """End ``lease`` and delete its keys; False if it was gone."""
-        conn = self._connection()
+        conn = self.connection()
         with self._write(conn):
             if not conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease,)).fetchone():
                 return False
             self._drop_lease(conn, lease)
             return True
 
-    @_guarded
     def snapshot(self, prefix: str, end: str | None) -> tuple[int, tuple[KVEntry, ...]]:
         """Return the log position and the entries in ``[prefix, end)``, read together."""
-        conn = self._connection()
+        conn = self.connection()
         self._expire_if_due(conn)
         return self._snapshot(conn, prefix, end)
 
-    @_guarded
     def changes(self, prefix: str, end: str | None, after: int, limit: int) -> Batch:
         """Return the changes to ``[prefix, end)`` after log position ``after``.
 
         A watcher whose position has been trimmed away gets a RESET snapshot instead.
         """
-        conn = self._connection()
+        conn = self.connection()
         self._expire_if_due(conn)
         params = {"after": after, "lo": prefix, "hi": end, "limit": limit}
         rows = conn.execute(_POLL, params).fetchall()

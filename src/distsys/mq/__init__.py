@@ -16,6 +16,7 @@ from distsys.backends import SchemeTable as _SchemeTable
 from distsys.mq._broker import (
     Broker,
     BrokerBase,
+    BrokerStatistics,
     Delivery,
     Fetcher,
     Subscription,
@@ -60,6 +61,7 @@ __all__ = [
     "MQ_SCHEMES",
     "Broker",
     "BrokerBase",
+    "BrokerStatistics",
     "Claim",
     "ClaimStatus",
     "Consumer",

@@ -13,12 +13,14 @@ import asyncio
 import builtins
 import logging
 import math
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
 from distsys.backends import BackendURL
@@ -46,6 +48,8 @@ from distsys.mq._message import (
 __all__ = [
     "Broker",
     "BrokerBase",
+    "BrokerStatistics",
+    "BrokerCounters",
     "Delivery",
     "Fetcher",
     "Subscription",
@@ -141,6 +145,10 @@ class Broker(Protocol):
 
     async def ping(self) -> None:
         """Check that the backend answers."""
+        ...
+
+    def statistics(self) -> BrokerCounters:
+        """Return the client's counters (a :class:`BrokerStatistics`, or a richer record)."""
         ...
 
     async def aclose(self) -> None:
@@ -240,8 +248,10 @@ class SubscriptionStatistics:
 class Subscription:
     """One consumer in a group: an async iterator of :class:`Delivery`.
 
-    Fetches up to ``prefetch`` messages at a time. Before a message reaches the
-    application it is checked: one delivered more than ``max_deliveries`` times (its
+    Fetches up to ``prefetch`` messages at a time, one fetch at a time: concurrent
+    ``receive()`` calls (a consumer's handler tasks) share the fetch in flight and the
+    buffer it fills, instead of each leasing a batch of its own. Before a message reaches
+    the application it is checked: one delivered more than ``max_deliveries`` times (its
     handlers kept crashing or timing out) or whose deadline header has passed goes to
     the dead-letter topic instead. Concurrent acks are written together (group commit).
 
@@ -268,6 +278,8 @@ class Subscription:
         self.consumer = f"{group}-{uuid.uuid4().hex[:12]}"
         self._fetcher: Fetcher | None = None
         self._buffer: deque[RawDelivery] = deque()
+        self._fetching = False  # a receive() is fetching; the others join it
+        self._joiners: builtins.list[asyncio.Future[None]] = []  # woken when it ends
         self._pending_acks: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]] = []
         self._ack_writers: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -280,21 +292,79 @@ class Subscription:
 
     async def receive(self, timeout: float | None = None) -> Delivery | None:
         """Return the next delivery, or None if none came within ``timeout`` seconds."""
+        wait = None if timeout is None else check_delay("timeout", timeout)
+        give_up: float | None = None  # set when the buffer is first found empty
         clock = self.broker.clock
-        give_up = None if timeout is None else clock.now() + check_delay("timeout", timeout)
+        buffer = self._buffer
         while True:
-            while self._buffer:
-                raw = self._buffer.popleft()
-                if await self._admit(raw):
+            while buffer:
+                raw = buffer.popleft()
+                if self._admissible(raw) or await self._admit(raw):
                     self._counts["delivered"] += 1
                     return Delivery(self, raw)
             if self._closed:
                 raise BackendUnavailableError(str(self.broker.url), "subscription closed")
-            fetcher = await self._ensure_fetcher()
-            wait = 1.0 if give_up is None else max(give_up - clock.now(), 0.0)
-            self._buffer.extend(await fetcher.fetch(self.prefetch, min(wait, 1.0)))
+            if wait is not None and give_up is None:
+                give_up = clock.now() + wait
+            if self._fetching:
+                await self._join(give_up)
+            else:
+                await self._fetch(give_up)
             if not self._buffer and give_up is not None and clock.now() >= give_up:
                 return None
+
+    async def _fetch(self, give_up: float | None) -> None:
+        """Fetch into the buffer, waiting until ``give_up`` (at most a second) for messages."""
+        self._fetching = True
+        try:
+            await self._acks_written()
+            fetcher = await self._ensure_fetcher()
+            clock = self.broker.clock
+            wait = 1.0 if give_up is None else max(give_up - clock.now(), 0.0)
+            self._buffer.extend(await fetcher.fetch(self.prefetch, min(wait, 1.0)))
+        finally:
+            self._fetching = False
+            # Woken now, the joiners take from the buffer on the loop's next turn, in the
+            # same turn as this task's caller: their acks then go in one batch with its.
+            joiners, self._joiners = self._joiners, []
+            for joiner in joiners:
+                if not joiner.done():
+                    joiner.set_result(None)
+
+    async def _acks_written(self) -> None:
+        """Wait for the acks in flight, so that the receives they free join the next fetch.
+
+        Handlers tend to ack and receive again at about the same time; a fetch made before
+        their acks are written would leave the messages it got for them in the buffer
+        meanwhile (redelivered, should this process die before handing them out).
+        """
+        await asyncio.sleep(0)  # acks made on this turn of the loop: their writer starts next
+        while self._ack_writers:
+            await asyncio.wait(set(self._ack_writers))
+
+    async def _join(self, give_up: float | None) -> None:
+        """Wait until the fetch in flight ends, or until ``give_up`` on the broker's clock."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._joiners.append(waiter)
+        if give_up is None:
+            await waiter  # a waiter of its own: cancelling it leaves the fetch alone
+            return
+        thread = threading.get_ident()
+
+        def wake() -> None:  # may run on any thread (a ManualClock's)
+            if threading.get_ident() == thread:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                with suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(wake)
+
+        timer = self.broker.clock.call_later(give_up - self.broker.clock.now(), wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
@@ -305,6 +375,14 @@ class Subscription:
         delivery = await self.receive()
         assert delivery is not None
         return delivery
+
+    def _admissible(self, raw: RawDelivery) -> bool:
+        """Tell at once that the application sees ``raw`` (the common case), or False: ask
+        :meth:`_admit`."""
+        headers = raw.headers
+        return raw.attempt <= self.max_deliveries and (
+            not headers or (HEADER_REPLAY_GROUP not in headers and HEADER_DEADLINE not in headers)
+        )
 
     async def _admit(self, raw: RawDelivery) -> bool:
         """Decide whether the application sees ``raw``; dead-letter or skip it if not."""
@@ -347,6 +425,7 @@ class Subscription:
             dead_letter_topic(raw.topic), [Outgoing(raw.payload, headers, raw.key)]
         )
         self._counts["dead_lettered"] += 1
+        self.broker._dead_lettered += 1
         log.warning("dead-lettered %s/%s for %s: %s", raw.topic, raw.id, self.group, reason)
         await self._ack(raw, count=False)
 
@@ -421,6 +500,39 @@ class Subscription:
         return f"<Subscription {self.topic} group={self.group} consumer={self.consumer}>"
 
 
+class BrokerCounters(Protocol):
+    """What every broker's ``statistics()`` record tells, whatever else it tells.
+
+    memory:// and sqlite:// return a :class:`BrokerStatistics`; a backend may return a
+    record of its own instead (redis:// and nats:// do), with at least this field.
+    """
+
+    @property
+    def subscriptions(self) -> int:
+        """Subscriptions open now."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatistics:
+    """Counters of one broker client.
+
+    Attributes:
+        published: messages stored by ``publish`` and ``publish_batch``.
+        dead_lettered: messages its subscriptions moved to a dead-letter topic.
+        subscriptions: subscriptions open now.
+        backend: the backend's own counters (``sqlite://``: ``transactions`` and
+            ``writes`` of its group commit; ``inline``, ``worker`` and ``busy``: where
+            its SQLite work ran, and how often the event loop found the file locked and
+            handed work to the worker; ``checkpoints``).
+    """
+
+    published: int
+    dead_lettered: int
+    subscriptions: int
+    backend: Mapping[str, int]
+
+
 def _check_positive_int(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ArgumentTypeError(field, value, "an int >= 1")
@@ -458,6 +570,8 @@ class BrokerBase:
         self.wall = wall
         self._closed = False
         self._subscriptions: set[Subscription] = set()
+        self._published = 0
+        self._dead_lettered = 0
 
     def _check_open(self) -> None:
         if self._closed:
@@ -465,6 +579,8 @@ class BrokerBase:
 
     def _outgoing(self, message: bytes | Outgoing, deadline: float | None) -> Outgoing:
         if isinstance(message, Outgoing):
+            if deadline is None and _checked(message):
+                return message  # valid as it is: no copy (backends do not keep its headers)
             out = Outgoing(
                 check_payload(message.payload),
                 check_headers(message.headers),
@@ -523,6 +639,7 @@ class BrokerBase:
         if deadline is not None:
             out.headers.setdefault(HEADER_DEADLINE, f"{deadline:.6f}")
         (message_id,) = await self._publish(topic, [out])
+        self._published += 1
         return message_id
 
     async def publish_batch(
@@ -542,7 +659,9 @@ class BrokerBase:
         outgoing = [self._outgoing(m, deadline) for m in messages]
         if not outgoing:
             return []
-        return await self._publish(topic, outgoing)
+        ids = await self._publish(topic, outgoing)
+        self._published += len(ids)
+        return ids
 
     def subscribe(
         self,
@@ -600,6 +719,19 @@ class BrokerBase:
         self._check_open()
         await self._ping()
 
+    def statistics(self) -> BrokerCounters:
+        """Return this client's counters (a :class:`BrokerStatistics` unless overridden)."""
+        return self._counters()
+
+    def _counters(self) -> BrokerStatistics:
+        """Return the counters every broker keeps, and the backend's own under ``backend``."""
+        return BrokerStatistics(
+            published=self._published,
+            dead_lettered=self._dead_lettered,
+            subscriptions=len(self._subscriptions),
+            backend=MappingProxyType(self._statistics()),
+        )
+
     async def aclose(self) -> None:
         """Close every subscription and the connections; idempotent."""
         if self._closed:
@@ -645,6 +777,10 @@ class BrokerBase:
     async def _aclose(self) -> None:
         raise NotImplementedError
 
+    def _statistics(self) -> dict[str, int]:
+        """Return the backend's own counters (none by default)."""
+        return {}
+
 
 def _check_key(key: object) -> str | None:
     if key is None:
@@ -652,3 +788,18 @@ def _check_key(key: object) -> str | None:
     if not isinstance(key, str) or not key:
         raise ArgumentTypeError("key", key, "None or a non-empty str")
     return key
+
+
+def _checked(out: Outgoing) -> bool:
+    """Tell whether the checks would pass ``out`` unchanged (so it needs no copy)."""
+    headers, key, delay = out.headers, out.key, out.delay
+    return (
+        type(out.payload) is bytes
+        and type(headers) is dict
+        and (
+            not headers or all(type(k) is str and k and type(v) is str for k, v in headers.items())
+        )
+        and (key is None or (type(key) is str and key != ""))
+        and type(delay) is float
+        and 0.0 <= delay < math.inf
+    )

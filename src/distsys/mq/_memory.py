@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from distsys.backends import BackendURL, parse_url
 from distsys.clock import TimerHandle
-from distsys.mq._broker import BrokerBase, Subscription
+from distsys.mq._broker import BrokerBase, BrokerStatistics, Subscription
 from distsys.mq._message import Depth, Outgoing, RawDelivery
 
 __all__ = ["MemoryBroker"]
@@ -93,7 +93,9 @@ class MemoryBroker(BrokerBase):
         message_id = message_id or str(next(self._ids))
         seq = topic.next_seq
         topic.next_seq += 1
-        topic.log[seq] = _Stored(seq, message_id, out.payload, out.headers, out.key, published_at)
+        # A copy: the headers may be the publisher's own dict (an Outgoing passed as it is).
+        headers = dict(out.headers)
+        topic.log[seq] = _Stored(seq, message_id, out.payload, headers, out.key, published_at)
         return message_id
 
     def _promote(self, topic: _Topic, now: float) -> None:
@@ -116,7 +118,8 @@ class MemoryBroker(BrokerBase):
             if out.delay > 0:
                 # The id is fixed now; the sequence number is given when it falls due.
                 message_id = str(next(self._ids))
-                entry = (now + out.delay, next(self._tiebreak), out, wall, message_id)
+                kept = Outgoing(out.payload, dict(out.headers), out.key, out.delay)
+                entry = (now + out.delay, next(self._tiebreak), kept, wall, message_id)
                 heapq.heappush(topic.delayed, entry)
                 ids.append(message_id)
             else:
@@ -149,6 +152,10 @@ class MemoryBroker(BrokerBase):
             in_flight=in_flight,
             delayed=ready_later + len(topic.delayed),
         )
+
+    def statistics(self) -> BrokerStatistics:
+        """Return the broker's counters."""
+        return self._counters()
 
     async def _ping(self) -> None:
         return None

@@ -43,12 +43,16 @@ def encode_headers(headers: dict[str, str]) -> bytes | None:
 
 @dataclass(frozen=True, slots=True)
 class PublishOp:
-    """Store ``rows`` on ``topic``; the result is their ids."""
+    """Store ``rows`` on ``topic``; the result is their ids.
+
+    ``size`` is the bytes of their payloads and headers (what makes a batch heavy).
+    """
 
     topic: str
     rows: list[Row]
     published_at: float
     now: float
+    size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,14 @@
 """The synchronous half of the ``sqlite://`` broker: each operation as one transaction.
 
-Everything here runs on a :class:`~distsys.mq._sqlite.SQLiteBroker`'s one worker thread,
-which owns the connection; nothing here is thread-safe on its own. The tables are
+A :class:`~distsys.mq._sqlite.SQLiteBroker` has two of these stores, each with its own
+connection: the worker thread's, and the event loop's for short work that never waits
+on a lock (the rules are in :mod:`distsys.backends._sqlite_executor`, which also turns
+SQLite's errors into words). Nothing here is thread-safe on its own. The tables are
 described in :mod:`distsys.mq._sqlite_schema`.
 
 Writes (publishes, acks, nacks) come in batches from the broker's group commit: one
-``BEGIN IMMEDIATE`` transaction applies every operation queued while the previous batch
-was being written, so concurrent callers share one commit. A fetch claims up to
+``BEGIN IMMEDIATE`` transaction applies every operation queued meanwhile, so concurrent
+callers share one commit. A fetch claims up to
 ``limit`` messages in one transaction, with set-based statements (one ``UPDATE ...
 RETURNING`` for redeliveries, one range ``SELECT`` and one ``INSERT ... SELECT`` for new
 messages), so the per-message cost is a few B-tree steps inside SQLite.
@@ -14,14 +16,13 @@ messages), so the per-message cost is a few B-tree steps inside SQLite.
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
-from distsys.backends._sqlite_schema import reason
+from distsys.backends._sqlite_file import begin_immediate, open_file
 from distsys.clock import Clock
 from distsys.errors import BackendUnavailableError
 from distsys.mq import _sqlite_sql as sql
@@ -34,7 +35,7 @@ from distsys.mq._sqlite_records import (
     decode_headers,
     decode_positions,
 )
-from distsys.mq._sqlite_schema import NUMBER_BITS, open_queue_database
+from distsys.mq._sqlite_schema import NUMBER_BITS, SCHEMA
 
 __all__ = ["NUMBER_LIMIT", "QueueStore"]
 
@@ -44,25 +45,6 @@ CLOCK_SLACK: Final = 1.0
 """Seconds the stored clock mark may lie ahead of the clock before we call it a reboot."""
 CLOCK_MARK_STEP: Final = 1.0
 """The clock mark is rewritten once it is this many seconds behind (not on every write)."""
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _guarded(
-    method: Callable[Concatenate[QueueStore, P], R],
-) -> Callable[Concatenate[QueueStore, P], R]:
-    """Turn SQLite's errors into BackendUnavailableError naming the URL and the reason."""
-
-    @functools.wraps(method)
-    def guarded(self: QueueStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise BackendUnavailableError(self.url, reason(exc, self.busy_timeout)) from exc
-
-    return guarded
 
 
 def _json(numbers: Sequence[int]) -> str:
@@ -76,37 +58,52 @@ def _earliest(*times: float | None) -> float | None:
 class QueueStore:
     """One connection to a distsys queue file, and the operations as transactions.
 
-    Not thread-safe: one worker thread makes every call (the connection is opened on it).
+    Not thread-safe: one thread at a time makes the calls.
 
     Args:
         path: the absolute path of the database file.
         url: the redacted URL, for error messages.
         clock: the clock that deadlines and delays are read from.
         busy_timeout: seconds to wait for another process's write lock.
+        inline: the event loop's store (see :func:`~distsys.backends._sqlite_file.open_file`);
+            it leaves the repair after a reboot to the worker's, which opens the file first.
     """
 
-    def __init__(self, path: str, url: str, clock: Clock, *, busy_timeout: float) -> None:
+    def __init__(
+        self, path: str, url: str, clock: Clock, *, busy_timeout: float, inline: bool = False
+    ) -> None:
         self.path = path
         self.url = url
         self.busy_timeout = busy_timeout
         self._clock = clock
+        self._inline = inline
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._topics: dict[str, int] = {}  # committed ids only: topics are never deleted
-        self._data_version = 0
+        self._data_version: int | None = None
 
     # ---------------------------------------------------------------- connection
 
-    def _connection(self) -> sqlite3.Connection:
+    @property
+    def opened(self) -> bool:
+        """Whether the connection is open."""
+        return self._conn is not None
+
+    def connection(self) -> sqlite3.Connection:
+        """Open the file if needed; return the connection."""
         if self._conn is None:
             if self._closed:
                 raise BackendUnavailableError(self.url, "this client has been closed")
-            conn = open_queue_database(self.path, self.url, busy_timeout=self.busy_timeout)
+            conn = open_file(
+                self.path, self.url, SCHEMA, busy_timeout=self.busy_timeout, inline=self._inline
+            )
             try:
-                self._rebase_after_reboot(conn)
-                # Read before any claim, so that every later commit by another process
-                # shows up as a change to the poller.
-                (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
+                if not self._inline:
+                    self._rebase_after_reboot(conn)
+                    # Read before any claim, so that every later commit by another process
+                    # shows up as a change to the poller. (The inline store opens later:
+                    # its first answer is "changed", so that nothing is missed meanwhile.)
+                    (self._data_version,) = conn.execute("PRAGMA data_version").fetchone()
             except BaseException:
                 conn.close()
                 raise
@@ -142,7 +139,7 @@ class QueueStore:
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection) -> Iterator[None]:
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, self.busy_timeout)
         known = len(self._topics)
         try:
             yield
@@ -198,28 +195,25 @@ class QueueStore:
 
     # ---------------------------------------------------------------- operations
 
-    @_guarded
     def ping(self) -> None:
         """Open the file if needed and read from it."""
-        self._connection().execute("SELECT clock FROM meta").fetchone()
+        self.connection().execute("SELECT clock FROM meta").fetchone()
 
-    @_guarded
     def changed(self) -> bool:
         """Tell whether another connection committed since the last call (or the opening)."""
-        (version,) = self._connection().execute("PRAGMA data_version").fetchone()
+        (version,) = self.connection().execute("PRAGMA data_version").fetchone()
         if version == self._data_version:
             return False
-        self._data_version = version
+        self._data_version = int(version)
         return True
 
-    @_guarded
     def open_group(self, topic_name: str, group: str) -> tuple[int, int]:
         """Create ``group`` on the topic if it is new, starting at the oldest message kept.
 
         Returns:
             The topic's id and the group's id.
         """
-        conn = self._connection()
+        conn = self.connection()
         topic = self._topics.get(topic_name)
         if topic is not None:
             row = conn.execute(sql.GROUP, (topic, group)).fetchone()
@@ -240,10 +234,9 @@ class QueueStore:
             conn.execute(sql.COUNT_GROUP, (topic,))
         return topic, int(grp)
 
-    @_guarded
     def depth(self, topic_name: str, group: str, now: float) -> Depth:
         """Count what waits, is in flight and is delayed for ``group``, in one snapshot."""
-        conn = self._connection()
+        conn = self.connection()
         conn.execute("BEGIN")
         try:
             topic = self._topic(conn, topic_name, create=False)
@@ -263,7 +256,6 @@ class QueueStore:
             waiting=int(fresh + due + ready), in_flight=int(flying), delayed=int(resting + later)
         )
 
-    @_guarded
     def claim(
         self,
         grp: int,
@@ -280,7 +272,7 @@ class QueueStore:
         order. With ``probe``, a read without the write lock first checks that there is
         anything to claim (a busy consumer skips it).
         """
-        conn = self._connection()
+        conn = self.connection()
         base = topic << NUMBER_BITS
         end = base + NUMBER_LIMIT
         if probe:
@@ -376,10 +368,9 @@ class QueueStore:
             ],
         )
 
-    @_guarded
     def apply(self, ops: Sequence[WriteOp]) -> list[object]:
         """Apply a group commit's operations in one transaction; return their results."""
-        conn = self._connection()
+        conn = self.connection()
         results: list[object] = []
         with self._write(conn):
             for op in ops:
