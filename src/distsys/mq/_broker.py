@@ -339,6 +339,8 @@ class Subscription:
         meanwhile (redelivered, should this process die before handing them out).
         """
         await asyncio.sleep(0)  # acks made on this turn of the loop: their writer starts next
+        if not self.broker.fetch_after_acks:
+            return
         while self._ack_writers:
             await asyncio.wait(set(self._ack_writers))
 
@@ -556,6 +558,14 @@ class BrokerBase:
         url: the broker's URL.
         clock: time source for waits (ack deadlines and delays of in-process backends).
         wall: Unix time source for publication times and deadline headers.
+    """
+
+    fetch_after_acks: bool = False
+    """Whether a subscription's fetch waits for its acks in flight to be written first.
+
+    True where a write and a fetch take about the same short time and a fetch made first
+    would lease messages that the acking handlers then wait in the buffer for (SQLite);
+    False where both are round trips to a server and are better overlapped.
     """
 
     def __init__(

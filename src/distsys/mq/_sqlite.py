@@ -159,6 +159,8 @@ class SQLiteBroker(BrokerBase):
     path: str
     """The database file's absolute path."""
 
+    fetch_after_acks = True  # a claim and an ack are short local transactions
+
     def __init__(
         self,
         url: str | BackendURL,
