@@ -37,7 +37,7 @@ ended, as returned by ``Context.err()``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "ArgumentTypeError",
@@ -63,7 +63,31 @@ __all__ = [
 
 
 class DistsysError(Exception):
-    """Base class of every error raised by distsys."""
+    """Base class of every error raised by distsys.
+
+    Every distsys error pickles (to cross from a worker process or a cluster back to the
+    caller) with the arguments it was made with, whatever its constructor takes, and with
+    its attributes and notes.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        error = super().__new__(cls, *args)
+        error._made_with = (args, kwargs)
+        return error
+
+    _made_with: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args, kwargs = self._made_with
+        state = {k: v for k, v in self.__dict__.items() if k != "_made_with"}
+        return (_remake, (type(self), args, kwargs), state)
+
+
+def _remake(
+    kind: type[DistsysError], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> DistsysError:
+    """Make an unpickled distsys error again with its constructor's arguments."""
+    return kind(*args, **kwargs)
 
 
 class InvalidArgumentError(DistsysError, ValueError):
