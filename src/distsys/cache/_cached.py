@@ -1,10 +1,10 @@
 """``cached``: memoise a function or coroutine function in an LRUCache, with single flight.
 
 A hit costs the key (the positional arguments tuple itself when there are no keyword
-arguments) and a cache lookup. With a plain :class:`LRUCache` the wrapper does the
-lookup itself — ``get``'s hit path, inlined, using the pieces ``LRUCache._hit_path``
-hands out — so a hit runs one Python frame; any other cache class is asked through its
-own ``get``. A miss goes to the function's :class:`~distsys.cache._flight.FlightGroup`,
+arguments) and a cache lookup. With a plain :class:`LRUCache` the wrapper is built by
+the cache's hot paths (:mod:`distsys.cache._hot`), with ``get``'s hit path inline, so a
+hit runs one Python frame; any other cache class is asked through its own ``get``. A
+miss goes to the function's :class:`~distsys.cache._flight.FlightGroup`,
 which makes concurrent misses for one key share one run of the function. The one case
 that cannot have concurrent misses — a plain function over a plain LRUCache, which
 serves one thread — skips the flight table and just runs the function.
@@ -226,30 +226,12 @@ def _wrap(
 
         return wrapper
 
-    # A plain LRUCache serves one thread: get()'s hit path is inlined, so a hit runs one
-    # Python frame, and a miss cannot have company, so it needs no flight.
-    data_get, touch, now = cache._hit_path()
+    # A plain LRUCache serves one thread: its hot paths build the wrapper, with get()'s
+    # hit path inline, so a hit runs one Python frame; a miss cannot have company, so it
+    # needs no flight.
     call_alone = flights.call_alone
 
-    def fast_wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = key_of(args, kwargs) if kwargs or custom_key else args
-        try:
-            value = data_get(key, MISSING)
-        except TypeError:
-            explain(key, args, kwargs)
-            raise
-        if value is MISSING:
-            cache._misses += 1
-            return call_alone(key, fn, args, kwargs, store)
-        if not cache._timed:
-            touch(key)
-            cache._hits += 1
-            return value
-        if value[1] > now():
-            touch(key)
-            cache._hits += 1
-            return value[0]
-        get(key)  # expired: let get() count the miss and drop it
+    def miss(key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return call_alone(key, fn, args, kwargs, store)
 
-    return fast_wrapper
+    return cache._hot.memoize(key_of, custom_key, miss, explain)

@@ -1,9 +1,10 @@
-"""The state of an LRUCache, and everything it does off the fast paths.
+"""The state of an LRUCache, and everything it does off the hot paths.
 
 :class:`LRUCore` holds the data (see :mod:`distsys.cache._lru` for the layout) and does
-the bookkeeping the fast paths skip: the general ``put`` with weights, eviction callbacks
-and per-item TTLs, making room, dropping expired items, and telling ``on_evict``.
-:class:`~distsys.cache.LRUCache` adds the public API on top, with the fast paths inline.
+the bookkeeping the hot paths skip: the general ``put`` with weights, eviction callbacks
+and per-item TTLs, making room, dropping expired items, and telling ``on_evict``. The hot
+paths (``get``, ``put``, ``cached``'s hit) are closures built for each cache by
+:mod:`distsys.cache._hot`; :class:`~distsys.cache.LRUCache` adds the public API on top.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Generic, TypeVar
 
+from distsys.cache._hot import HotPaths, bind_hot_paths
 from distsys.cache._statistics import EvictionReason
 from distsys.cache._validate import (
     check_callable,
@@ -31,8 +33,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 MISSING: Final[Any] = object()  # "no such item": values may be None, so None can't say it
-PLAIN: Final = 0  # bare values; no weights, no callback: put runs inline
-TIMED: Final = 1  # (value, deadline) entries; no weights, no callback: put runs inline
+PLAIN: Final = 0  # bare values; no weights, no callback: put runs inline (_hot)
+TIMED: Final = 1  # (value, deadline) entries; no weights, no callback: put runs inline (_hot)
 GENERAL: Final = 2  # weights or a callback: put goes through LRUCore._put
 _NEVER: Final = math.inf
 _CAPACITY: Final = EvictionReason.CAPACITY
@@ -51,11 +53,10 @@ class LRUCore(Generic[K, V]):
         "_evictions",
         "_expirations",
         "_getsizeof",
-        "_hits",
+        "_hot",
         "_lifetime",
         "_lookup",
         "_maxsize",
-        "_misses",
         "_mode",
         "_now",
         "_on_evict",
@@ -95,19 +96,15 @@ class LRUCore(Generic[K, V]):
         self._weight = 0
         self._timed = self._ttl is not None
         self._mode = self._base_mode()
-        self._hits = self._misses = self._evictions = self._expirations = 0
+        # The slow paths' counts; the hot paths count in their own cells (counts()).
+        self._evictions = self._expirations = 0
+        self._hot: HotPaths = bind_hot_paths(self, MISSING)
 
-    def _hit_path(
-        self,
-    ) -> tuple[Callable[[K, Any], Any], Callable[[K], None], Callable[[], float]]:
-        """Return ``(lookup, touch, now)``, get()'s hit-path pieces, for ``cached``.
-
-        They keep their identity for the life of the cache. A caller serving a lookup
-        with them must do what :meth:`get` does: on MISSING add 1 to ``_misses``; unwrap
-        ``(value, deadline)`` when ``_timed`` (a deadline <= ``now()``: leave the item to
-        :meth:`get`); ``touch`` the key and add 1 to ``_hits``.
-        """
-        return self._lookup, self._touch, self._now
+    def _set_timed(self, timed: bool) -> None:
+        """Record whether entries are ``(value, deadline)`` pairs, here and in ``_hot``."""
+        self._timed = timed
+        self._mode = self._base_mode()
+        self._hot.set_timed(timed)
 
     def _base_mode(self) -> int:
         if self._weights is not None or self._on_evict is not None:
@@ -124,10 +121,9 @@ class LRUCore(Generic[K, V]):
         data = self._data
         for key, value in list(data.items()):
             data[key] = (value, _NEVER)  # an existing key keeps its place
-        self._timed = True
-        self._mode = self._base_mode()
+        self._set_timed(True)
 
-    def _put(self, key: K, value: V, ttl: float | None) -> None:
+    def _put(self, key: K, value: V, ttl: float | None = None) -> None:
         lifetime = self._lifetime if ttl is None else self._item_ttl(ttl)
         weights = self._weights
         weight = self._weigh(value) if weights is not None else 1  # may refuse: no change yet

@@ -16,15 +16,16 @@ is dropped when a lookup finds it, when it reaches the least recently used end a
 is needed (reported ``EXPIRED``, not ``CAPACITY``), or by ``expire()``, which scans.
 A plain cache stores bare values; its first per-item TTL wraps them, once.
 
-Three shapes of ``put``
------------------------
-``put`` runs inline, without a Python helper, for ``PLAIN`` (bare values, no weights,
-no callback) and ``TIMED`` (entries, no weights, no callback): a lookup, an insert and at
-most one ``popitem``. Weights and ``on_evict`` make a cache ``GENERAL``: ``_put`` runs the
-same algorithm with their bookkeeping.
-
-``cached`` inlines :meth:`LRUCache.get`'s hit path (see ``_hit_path``); a change to how
-a hit is served must be made in both places.
+Hot paths built per cache
+-------------------------
+``get`` and ``put`` are closures made for the cache's configuration when it is built
+(:mod:`distsys.cache._hot`) and stored as instance attributes, which shadow the methods
+below (those stay, for documentation, for ``LRUCache.get(cache, ...)`` and for
+``super()`` in subclasses, and call the same closures). ``put`` runs inline for bare
+values and for ``(value, deadline)`` pairs: a lookup, an insert and at most one
+``popitem``. Weights and ``on_evict`` make a cache ``GENERAL``: ``LRUCore._put`` runs the
+same algorithm with their bookkeeping. A subclass that overrides ``get`` or ``put`` keeps
+its override: only methods the subclass inherits from here are shadowed.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
-from distsys.cache._core import MISSING, PLAIN, TIMED, Event, LRUCore
+from distsys.cache._core import MISSING, Event, LRUCore
 from distsys.cache._statistics import CacheStatistics, EvictionReason
 from distsys.cache._validate import check_hashable
+from distsys.clock import Clock
 
 __all__ = ["MISSING", "LRUCache"]
 
@@ -87,7 +89,30 @@ class LRUCache(LRUCore[K, V]):
         ArgumentTypeError: an argument is of the wrong kind.
     """
 
-    __slots__ = ()
+    # No __slots__ here: the instance __dict__ holds the hot paths that shadow get / put.
+
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        ttl: float | None = None,
+        getsizeof: Callable[[V], int] | None = None,
+        on_evict: Callable[[K, V, EvictionReason], object] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        super().__init__(maxsize, ttl=ttl, getsizeof=getsizeof, on_evict=on_evict, clock=clock)
+        self._shadow(LRUCache, get=self._hot.get, put=self._hot.put)
+
+    def _shadow(self, owner: type[LRUCache[Any, Any]], **paths: Callable[..., Any]) -> None:
+        """Make ``paths`` instance attributes, except those a subclass of ``owner`` overrides.
+
+        An instance attribute is found before the class's method, so ``cache.get`` is
+        the closure itself: no bound method, no ``self``.
+        """
+        cls = type(self)
+        vars(self).update(
+            (name, path) for name, path in paths.items() if getattr(cls, name) is vars(owner)[name]
+        )
 
     @property
     def maxsize(self) -> int:
@@ -116,23 +141,7 @@ class LRUCache(LRUCore[K, V]):
         Raises:
             ArgumentTypeError: ``key`` is not hashable.
         """
-        try:
-            value = self._lookup(key, MISSING)
-        except TypeError:
-            check_hashable(key)
-            raise
-        if value is MISSING:
-            self._misses += 1
-            return default
-        self._touch(key)
-        if self._timed:
-            if value[1] <= self._now():
-                self._misses += 1
-                self._drop_expired(key)
-                return default
-            value = value[0]
-        self._hits += 1
-        return value
+        return self._hot.get(key, default)  # shadowed by the same closure: see _hot
 
     def __getitem__(self, key: K) -> V:
         """Return ``get(key)``; raise KeyError when there is no live item."""
@@ -184,38 +193,7 @@ class LRUCache(LRUCore[K, V]):
             InvalidArgumentError: ``ttl`` is not > 0, or the value weighs more than
                 ``maxsize`` (field ``getsizeof(value)``); the cache is unchanged.
         """
-        data = self._data
-        if ttl is None and self._mode == PLAIN:
-            try:
-                if key in data:
-                    self._touch(key)
-            except TypeError:
-                check_hashable(key)
-                raise
-            data[key] = value
-            if len(data) > self._maxsize:
-                data.popitem(False)
-                self._evictions += 1
-            return
-        if self._mode != TIMED:
-            self._put(key, value, ttl)
-            return
-        try:
-            old = self._lookup(key, MISSING)
-        except TypeError:
-            check_hashable(key)
-            raise
-        now = self._now()
-        if old is not MISSING:
-            self._touch(key)
-            if old[1] <= now:
-                self._expirations += 1
-        data[key] = (value, now + (self._lifetime if ttl is None else self._item_ttl(ttl)))
-        if len(data) > self._maxsize:
-            if data.popitem(False)[1][1] <= now:
-                self._expirations += 1
-            else:
-                self._evictions += 1
+        self._hot.put(key, value, ttl)  # shadowed by the same closure: see _hot
 
     def __setitem__(self, key: K, value: V) -> None:
         """Store ``value`` under ``key`` with the default TTL (``put(key, value)``)."""
@@ -249,8 +227,7 @@ class LRUCache(LRUCore[K, V]):
         if self._weights is not None:
             self._weights.clear()
         self._weight = 0
-        self._timed = self._ttl is not None
-        self._mode = self._base_mode()
+        self._set_timed(self._ttl is not None)
 
     def expire(self) -> int:
         """Drop every item whose time to live has run out; return how many. O(n)."""
@@ -289,11 +266,12 @@ class LRUCache(LRUCore[K, V]):
     def statistics(self) -> CacheStatistics:
         """Return the counters and the size; the cache is not changed (nothing expires)."""
         size = len(self._data)
+        hits, misses, evictions, expirations = self._hot.counts()
         return CacheStatistics(
-            hits=self._hits,
-            misses=self._misses,
-            evictions=self._evictions,
-            expirations=self._expirations,
+            hits=hits,
+            misses=misses,
+            evictions=evictions + self._evictions,
+            expirations=expirations + self._expirations,
             size=size,
             weight=self._weight if self._weights is not None else size,
             maxsize=self._maxsize,

@@ -4,8 +4,8 @@ Why a second class instead of a lock in :class:`LRUCache`: the plain cache's ope
 are compound (a lookup, then ``move_to_end``; an insert, then an eviction, then the
 weight bookkeeping), so threads interleaving inside them lose counts or fail half-way.
 A lock makes each operation atomic but, measured on the benchmark trace
-(``benchmarks/bench_cache.py``), leaves 0.5-0.6x of the single-threaded throughput; code
-that stays on one thread or one event loop should not pay for it.
+(``benchmarks/bench_cache.py``), leaves about half (0.43-0.6x) of the single-threaded
+throughput; code that stays on one thread or one event loop should not pay for it.
 
 The lock is reentrant because ``on_evict`` runs while it is held and may use the cache.
 Methods not overridden here (``[]``, ``in``, ``del``, iteration) are built on the
@@ -35,8 +35,8 @@ class ThreadSafeLRUCache(LRUCache[K, V]):
     Same constructor, API and semantics as :class:`LRUCache`. Thread-safe: every
     operation runs under one reentrant lock, so it is atomic and the counters,
     weights and recency order stay exact under any interleaving. The cost is the lock:
-    0.5-0.6x the single-threaded throughput of :class:`LRUCache` on the benchmark trace
-    (see ``docs/cache.md``), and threads serialise on it. ``on_evict`` runs on the
+    about half (0.43-0.6x) the single-threaded throughput of :class:`LRUCache` on the
+    benchmark trace (see ``docs/cache.md``), and threads serialise on it. ``on_evict`` runs on the
     thread whose operation evicted, with the lock held: keep it short (it may call
     back into the cache).
     """
@@ -52,8 +52,20 @@ class ThreadSafeLRUCache(LRUCache[K, V]):
         on_evict: Callable[[K, V, EvictionReason], object] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        self._lock = lock = threading.RLock()
         super().__init__(maxsize, ttl=ttl, getsizeof=getsizeof, on_evict=on_evict, clock=clock)
-        self._lock = threading.RLock()
+        get, put = self._hot.get, self._hot.put
+
+        def locked_get(key: K, default: Any = None) -> Any:
+            with lock:
+                return get(key, default)
+
+        def locked_put(key: K, value: V, ttl: float | None = None) -> None:
+            with lock:
+                put(key, value, ttl)
+
+        # As in LRUCache: closures, not bound methods, on the two hottest paths.
+        self._shadow(ThreadSafeLRUCache, get=locked_get, put=locked_put)
 
     @overload
     def get(self, key: K) -> V | None: ...
@@ -62,7 +74,7 @@ class ThreadSafeLRUCache(LRUCache[K, V]):
     def get(self, key: K, default: Any = None) -> Any:
         """Return the live value for ``key`` and mark it most recently used, or ``default``."""
         with self._lock:
-            return LRUCache.get(self, key, default)
+            return self._hot.get(key, default)
 
     @overload
     def peek(self, key: K) -> V | None: ...
@@ -76,7 +88,7 @@ class ThreadSafeLRUCache(LRUCache[K, V]):
     def put(self, key: K, value: V, ttl: float | None = None) -> None:
         """Store ``value`` under ``key`` as the most recently used item."""
         with self._lock:
-            LRUCache.put(self, key, value, ttl)
+            self._hot.put(key, value, ttl)
 
     @overload
     def pop(self, key: K) -> V: ...
