@@ -6,6 +6,7 @@ import click
 
 from distsys.cli._algorithms_demo import cache_demo, ring_demo
 from distsys.cli._breaker_demo import breaker
+from distsys.cli._dataflow_demo import wordcount_demo
 from distsys.cli._mq_demo import mq_demo
 from distsys.cli._pipeline_command import pipeline
 
@@ -17,6 +18,7 @@ SCENARIOS: tuple[click.Command, ...] = (
     ring_demo,
     breaker,
     mq_demo,
+    wordcount_demo,
 )
 """The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
 
@@ -26,8 +28,10 @@ SCENARIOS: tuple[click.Command, ...] = (
 def demo(click_ctx: click.Context) -> None:
     """Run the demo scenarios: all of them in order, or the one named.
 
-    Without a scenario name every scenario runs with its default options; name one
-    (``distsys demo pipeline --help``) to see and set its options.
+    Without a scenario name every scenario runs with its default options, ending with
+    ``system``: a registry, service replicas and the gateway as processes of their own,
+    one replica killed under load. Name one (``distsys demo system --help``) to see and
+    set its options.
     """
     if click_ctx.invoked_subcommand is None:
         for scenario in SCENARIOS:

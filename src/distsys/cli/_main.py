@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from distsys import __version__
+from distsys.cli._dataflow_command import dataflow
 from distsys.cli._demo import demo
 from distsys.cli._mq_command import mq
 from distsys.cli._registry_command import registry
@@ -19,6 +20,7 @@ def main() -> None:
     """distsys: Go-style concurrency and distributed-systems building blocks."""
 
 
+main.add_command(dataflow)
 main.add_command(demo)
 main.add_command(mq)
 main.add_command(registry)
