@@ -7,6 +7,8 @@ import click
 from distsys import __version__
 from distsys.cli._dataflow_command import dataflow
 from distsys.cli._demo import demo
+from distsys.cli._gateway_command import gateway
+from distsys.cli._load_command import load
 from distsys.cli._mq_command import mq
 from distsys.cli._registry_command import registry
 from distsys.cli._service_command import service
@@ -22,6 +24,8 @@ def main() -> None:
 
 main.add_command(dataflow)
 main.add_command(demo)
+main.add_command(gateway)
+main.add_command(load)
 main.add_command(mq)
 main.add_command(registry)
 main.add_command(service)

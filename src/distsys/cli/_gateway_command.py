@@ -1,0 +1,116 @@
+"""``distsys gateway --config gateway.toml``: run the HTTP API gateway until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from distsys.errors import DistsysError
+from distsys.gateway import Gateway, GatewayConfig, GatewayConfigError, load_config
+
+__all__ = ["gateway"]
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _routes_table(config: GatewayConfig, source: str) -> Table:
+    table = Table(title=f"{source}: {len(config.routes)} routes")
+    for column in ("name", "match", "service", "forward", "timeout", "attempts", "balancer"):
+        table.add_column(column)
+    for route in config.routes:
+        match = route.prefix
+        if route.host:
+            match = f"{route.host}{match}"
+        if route.methods:
+            match = f"{','.join(route.methods)} {match}"
+        forward = "as is"
+        if route.strip_prefix:
+            forward = "strip prefix"
+        elif route.rewrite is not None:
+            forward = f"-> {route.rewrite}"
+        table.add_row(
+            route.name or route.prefix,
+            match,
+            route.service,
+            forward,
+            f"{route.timeout:g}s",
+            str(route.retries),
+            route.balancer + (f" ({route.hash_on})" if route.hash_on else ""),
+        )
+    return table
+
+
+@click.command("gateway")
+@click.option(
+    "--config", "config_path", required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The TOML configuration (reloaded on SIGHUP and when the file changes).",
+)  # fmt: skip
+@click.option("--check", is_flag=True, help="Check the configuration, print the routes, exit.")
+@click.option("--log-level", type=click.Choice(_LEVELS), default="info", show_default=True)
+def gateway(config_path: Path, check: bool, log_level: str) -> None:
+    """Run the HTTP API gateway described by --config until SIGTERM or Ctrl-C.
+
+    Requests are routed by path prefix to the instances of services found in the
+    registry; see docs/gateway.md. SIGHUP (or editing the file) reloads the routes
+    without dropping requests; a configuration that does not check out is refused and
+    the one in force stays.
+    """
+    try:
+        config = load_config(config_path)
+    except GatewayConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {config_path}: {exc}") from None
+    if check:
+        Console().print(_routes_table(config, str(config_path)))
+        click.echo(f"{config_path}: the configuration is valid")
+        return
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    import uvloop
+
+    try:
+        uvloop.run(_serve(config_path))
+    except DistsysError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # the address is in use ...
+        raise click.ClickException(f"the gateway could not start: {exc}") from None
+
+
+async def _serve(config_path: Path) -> None:
+    server = Gateway(config_path)
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(loop.create_task(server.stop()))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    await server.start()
+    gc.freeze()  # what startup made lives on: keep it out of every collection
+    address, admin = server.address, server.admin_address
+    assert address is not None
+    assert admin is not None
+    click.echo(
+        f"gateway serving on http://{address[0]}:{address[1]} "
+        f"(admin http://{admin[0]}:{admin[1]}), {server.statistics().routes} routes"
+    )
+    sys.stdout.flush()
+    await server.serve()
+    for task in stopping:
+        await task
+    click.echo("gateway stopped")
