@@ -9,6 +9,7 @@ from distsys.cli._breaker_demo import breaker
 from distsys.cli._dataflow_demo import wordcount_demo
 from distsys.cli._mq_demo import mq_demo
 from distsys.cli._pipeline_command import pipeline
+from distsys.cli._system_demo import system_demo
 
 __all__ = ["SCENARIOS", "demo"]
 
@@ -19,6 +20,7 @@ SCENARIOS: tuple[click.Command, ...] = (
     breaker,
     mq_demo,
     wordcount_demo,
+    system_demo,  # last: the parts above, put together as processes
 )
 """The demo scenarios, in the order ``distsys demo`` runs them; add new ones here."""
 
