@@ -22,10 +22,10 @@ from distsys.backends._sqlite_file import (
     open_file,
     patiently,
     reason,
-    seconds_option,
     storable,
 )
 from distsys.backends._sqlite_schema import SCHEMA as KV_SCHEMA
+from distsys.backends._url import seconds_option
 from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
 from distsys.mq._sqlite_schema import SCHEMA as QUEUE_SCHEMA
 

@@ -57,9 +57,9 @@ from typing import Final
 
 from distsys.backends._kv import EventType, KVBase, KVEntry, KVEvent
 from distsys.backends._sqlite_executor import Executor
-from distsys.backends._sqlite_file import count_option, file_url, seconds_option, storable
+from distsys.backends._sqlite_file import count_option, file_url, storable
 from distsys.backends._sqlite_store import Batch, SQLiteStore, prefix_end
-from distsys.backends._url import BackendURL
+from distsys.backends._url import BackendURL, seconds_option
 from distsys.clock import Clock, MonotonicClock
 from distsys.errors import BackendUnavailableError
 

@@ -23,7 +23,6 @@ never checkpoints.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import time
@@ -48,7 +47,6 @@ __all__ = [
     "open_file",
     "patiently",
     "reason",
-    "seconds_option",
     "storable",
 ]
 
@@ -309,21 +307,6 @@ def file_url(
     options: dict[str, object] = {**defaults, **parsed.query}
     options.update({name: value for name, value in given.items() if value is not None})
     return parsed, os.path.abspath(parsed.path), options
-
-
-def seconds_option(field: str, value: object, *, zero: bool) -> float:
-    """Return ``value`` (a number, or its text from a URL) as seconds, > 0 or >= 0."""
-    accepted = f"a finite number of seconds {'>= 0' if zero else '> 0'}"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentTypeError(field, value, accepted)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise InvalidArgumentError(field, value, accepted)
-    return float(value)
 
 
 def count_option(field: str, value: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -9,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from distsys.errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["BackendURL", "parse_url"]
+__all__ = ["BackendURL", "parse_url", "seconds_option"]
 
 _ACCEPTED: Final = (
     "a URL such as memory://, sqlite:///relative/file.db, sqlite:////absolute/file.db, "
@@ -106,3 +107,18 @@ def parse_url(url: str) -> BackendURL:
         query=MappingProxyType(dict(parse_qsl(parts.query))),
         raw=url,
     )
+
+
+def seconds_option(field: str, value: object, *, zero: bool) -> float:
+    """Return ``value`` (a number, or its text from a URL) as seconds, > 0 or >= 0."""
+    accepted = f"a finite number of seconds {'>= 0' if zero else '> 0'}"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidArgumentError(field, value, accepted) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ArgumentTypeError(field, value, accepted)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise InvalidArgumentError(field, value, accepted)
+    return float(value)

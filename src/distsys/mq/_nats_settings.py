@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from distsys.backends import BackendURL, parse_url
+from distsys.backends._url import seconds_option
 from distsys.errors import ArgumentTypeError, InvalidArgumentError
 from distsys.mq._nats_wire import NAMESPACE, NAMESPACE_ACCEPTED
 
@@ -56,20 +56,6 @@ class NATSSettings:
     reconnect_wait: float = 1.0
 
 
-def _seconds(field: str, value: object, *, zero: bool) -> float:
-    accepted = "a finite number of seconds >= 0" if zero else "a finite number of seconds > 0"
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentTypeError(field, value, accepted)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise InvalidArgumentError(field, value, accepted)
-    return float(value)
-
-
 def _integer(field: str, value: object, low: int, high: int | None = None) -> int:
     accepted = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
     if isinstance(value, str):
@@ -110,13 +96,13 @@ _CHECKS: Final[dict[str, Callable[[object], Any]]] = {
     "namespace": _namespace,
     "storage": _storage,
     "replicas": lambda v: _integer("replicas", v, 1, 5),
-    "max_age": lambda v: _seconds("max_age", v, zero=True),
+    "max_age": lambda v: seconds_option("max_age", v, zero=True),
     "max_bytes": lambda v: _integer("max_bytes", v, 0),
     "confirm_acks": lambda v: _flag("confirm_acks", v),
-    "timeout": lambda v: _seconds("timeout", v, zero=False),
-    "connect_timeout": lambda v: _seconds("connect_timeout", v, zero=False),
+    "timeout": lambda v: seconds_option("timeout", v, zero=False),
+    "connect_timeout": lambda v: seconds_option("connect_timeout", v, zero=False),
     "reconnect_attempts": lambda v: _integer("reconnect_attempts", v, 1),
-    "reconnect_wait": lambda v: _seconds("reconnect_wait", v, zero=True),
+    "reconnect_wait": lambda v: seconds_option("reconnect_wait", v, zero=True),
 }
 _IN_URL: Final = (
     "namespace",

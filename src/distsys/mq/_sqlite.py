@@ -84,7 +84,8 @@ from typing import Any, Final
 
 from distsys.backends import BackendURL
 from distsys.backends._sqlite_executor import Executor
-from distsys.backends._sqlite_file import file_url, seconds_option, storable
+from distsys.backends._sqlite_file import file_url, storable
+from distsys.backends._url import seconds_option
 from distsys.clock import Clock, TimerHandle
 from distsys.errors import BackendUnavailableError, InvalidArgumentError
 from distsys.mq._broker import BrokerBase, BrokerStatistics, Subscription
