@@ -1,4 +1,4 @@
-"""Datasets: a MapReduce / Spark-style engine that runs on all local cores.
+"""Datasets: a MapReduce / Spark-style engine on all local cores, on Dask and on Spark.
 
 ``open_session()`` starts an engine; its ``read_text``, ``read_jsonl``, ``read_csv`` and
 ``from_iterable`` make a lazy :class:`Dataset`; transformations (``map``, ``flat_map``,
@@ -6,7 +6,7 @@
 (``collect``, ``count``, ``take``, ``top``, ``reduce``, ``save_text``...) run it.
 :func:`map_reduce` is the MapReduce paper's model on the same engine.
 
-The design, for engines to come (Dask, Spark):
+The design, shared by the engines (``local``, ``dask``, ``spark``):
 
 - **The logical plan** (:mod:`distsys.dataflow._plan`) is a small immutable DAG of
   nodes: ``Source`` (reads partition ``i`` with ``source.read(i)``), narrow nodes
@@ -19,7 +19,9 @@ The design, for engines to come (Dask, Spark):
 - **An executor** (:class:`Executor`) runs a :class:`Job` — a node plus an
   :class:`Action` (a per-partition function and a driver-side finish) — and returns a
   :class:`JobResult` with :class:`JobStatistics`. Engines are looked up by name in a
-  table (``ENGINES``); the local one is :class:`LocalExecutor`.
+  table (``ENGINES``): ``local`` is :class:`LocalExecutor` (worker processes shuffling
+  through files); ``dask`` and ``spark`` run the same plans on a ``dask.distributed``
+  cluster and on PySpark, imported only when a session asks for them.
 """
 
 from distsys.dataflow._actions import Action
