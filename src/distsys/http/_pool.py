@@ -191,67 +191,73 @@ class ConnectionPool:
                     raise context_error(ctx, self.address)
                 guard = Guard(ctx, loop, self.address)
         self._requests += 1
+        # The exchange runs here, not in one more coroutine: a layer costs on every request.
         try:
-            return await self._exchange(request, guard, ctx)
+            retried = False
+            body = request.body
+            data = body if type(body) is bytes else None
+            while True:
+                if guard is not None and guard.fired:
+                    raise guard.error()
+                idle = self._idle
+                conn = idle.pop() if idle else await self._acquire(guard)
+                transport = conn.transport
+                if conn.closed or transport is None or transport.is_closing():
+                    conn.abort()  # nothing was sent on it
+                    if not conn.requests:  # a new one: the server closes what it accepts
+                        raise ConnectionLostError(
+                            self.address,
+                            "the server closed the connection as soon as it was opened",
+                            request_sent=False,
+                        )
+                    continue  # closed while idle, or while handed over: take another
+                conn.idle_since = 0.0
+                reused = conn.requests > 0
+                if reused:
+                    self._reused += 1
+                response = Response(request.method, self.address, conn, guard, self._read_buffer)
+                if guard is not None:
+                    guard.conn = conn
+                try:
+                    conn.start(response, request.head, data, request.close)
+                    if data is None and body is not None:
+                        assert not isinstance(body, bytes | bytearray | memoryview)
+                        if ctx is not None and guard is not None:
+                            async with ctx.scope():  # the body's iterator may block: cancel it
+                                await conn.send_stream(body, request.length)
+                        else:
+                            await conn.send_stream(body, request.length)
+                    while not response.status:  # awaited here, not in a coroutine of its own
+                        if response._error is not None:
+                            raise response._error
+                        waiter = response._waiter = loop.create_future()
+                        try:
+                            await waiter
+                        finally:
+                            response._waiter = None
+                    response._handed = True
+                    if response._done:
+                        response._release_guard()
+                except ConnectionLostError:
+                    if (
+                        not retried
+                        and reused
+                        and not conn.received
+                        and request.idempotent
+                        and request.replayable
+                    ):
+                        retried = True
+                        self._stale_retries += 1
+                        continue
+                    raise
+                except BaseException:
+                    response._abandon()
+                    raise
+                return response
         except BaseException:
             if guard is not None:
                 guard.close()
             raise
-
-    async def _exchange(
-        self, request: Prepared, guard: Guard | None, ctx: Context | None
-    ) -> Response:
-        retried = False
-        body = request.body
-        data = body if type(body) is bytes else None
-        while True:
-            if guard is not None and guard.fired:
-                raise guard.error()
-            idle = self._idle
-            conn = idle.pop() if idle else await self._acquire(guard)
-            transport = conn.transport
-            if conn.closed or transport is None or transport.is_closing():
-                conn.abort()  # nothing was sent on it
-                if not conn.requests:  # a new one: the server closes what it accepts
-                    raise ConnectionLostError(
-                        self.address,
-                        "the server closed the connection as soon as it was opened",
-                        request_sent=False,
-                    )
-                continue  # closed while idle, or while handed over: take another
-            conn.idle_since = 0.0
-            reused = conn.requests > 0
-            if reused:
-                self._reused += 1
-            response = Response(request.method, self.address, conn, guard, self._read_buffer)
-            if guard is not None:
-                guard.conn = conn
-            try:
-                conn.start(response, request.head, data, request.close)
-                if data is None and body is not None:
-                    assert not isinstance(body, bytes | bytearray | memoryview)
-                    if ctx is not None and guard is not None:
-                        async with ctx.scope():  # the body's iterator may block: cancel it
-                            await conn.send_stream(body, request.length)
-                    else:
-                        await conn.send_stream(body, request.length)
-                await response._wait_head()
-            except ConnectionLostError:
-                if (
-                    not retried
-                    and reused
-                    and not conn.received
-                    and request.idempotent
-                    and request.replayable
-                ):
-                    retried = True
-                    self._stale_retries += 1
-                    continue
-                raise
-            except BaseException:
-                response._abandon()
-                raise
-            return response
 
     # ---------------------------------------------------------- connections
 

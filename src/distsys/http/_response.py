@@ -177,15 +177,6 @@ class Response:
                 conn.resume_reading()
         return chunk
 
-    async def _wait_head(self) -> None:
-        while not self.status:
-            if self._error is not None:
-                raise self._error
-            await self._wait()
-        self._handed = True
-        if self._done:
-            self._release_guard()
-
     async def _wait(self) -> None:
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
