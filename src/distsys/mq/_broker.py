@@ -24,7 +24,7 @@ from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
 from distsys.backends import BackendURL
-from distsys.clock import Clock, MonotonicClock
+from distsys.clock import Clock, MonotonicClock, TimerHandle
 from distsys.context import Context
 from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
 from distsys.mq._message import (
@@ -62,6 +62,7 @@ DEFAULT_ACK_WAIT = 30.0
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_PREFETCH = 16
 ERROR_HEADER_LIMIT = 2000  # characters of a handler's error kept on a dead letter
+_INF = math.inf
 
 
 class Fetcher(Protocol):
@@ -279,7 +280,11 @@ class Subscription:
         self._fetcher: Fetcher | None = None
         self._buffer: deque[RawDelivery] = deque()
         self._fetching = False  # a receive() is fetching; the others join it
-        self._joiners: builtins.list[asyncio.Future[None]] = []  # woken when it ends
+        # The receives waiting for the fetch in flight, each with when it gives up (on
+        # the clock); one timer, due at the earliest, wakes those whose time has come.
+        self._joiners: builtins.list[tuple[float | None, asyncio.Future[None]]] = []
+        self._join_timer: TimerHandle | None = None
+        self._join_timer_due = math.inf
         self._pending_acks: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]] = []
         self._ack_writers: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -292,10 +297,17 @@ class Subscription:
 
     async def receive(self, timeout: float | None = None) -> Delivery | None:
         """Return the next delivery, or None if none came within ``timeout`` seconds."""
+        buffer = self._buffer
+        if buffer and (timeout is None or (type(timeout) is float and 0.0 <= timeout < _INF)):
+            # The common case, made cheap: a valid timeout and a delivery waiting.
+            raw = buffer.popleft()
+            if self._admissible(raw):
+                self._counts["delivered"] += 1
+                return Delivery(self, raw)
+            buffer.appendleft(raw)
         wait = None if timeout is None else check_delay("timeout", timeout)
         give_up: float | None = None  # set when the buffer is first found empty
         clock = self.broker.clock
-        buffer = self._buffer
         while True:
             while buffer:
                 raw = buffer.popleft()
@@ -327,7 +339,8 @@ class Subscription:
             # Woken now, the joiners take from the buffer on the loop's next turn, in the
             # same turn as this task's caller: their acks then go in one batch with its.
             joiners, self._joiners = self._joiners, []
-            for joiner in joiners:
+            self._disarm_join_timer()
+            for _, joiner in joiners:
                 if not joiner.done():
                     joiner.set_result(None)
 
@@ -346,27 +359,55 @@ class Subscription:
 
     async def _join(self, give_up: float | None) -> None:
         """Wait until the fetch in flight ends, or until ``give_up`` on the broker's clock."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._joiners.append((give_up, waiter))
+        if give_up is not None and give_up < self._join_timer_due:
+            self._arm_join_timer(give_up)
+        await waiter  # a waiter of its own: cancelling it leaves the fetch alone
+
+    def _arm_join_timer(self, due: float) -> None:
+        """Wake the joiners whose time has come at ``due`` (one timer for all of them)."""
+        self._disarm_join_timer()
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._joiners.append(waiter)
-        if give_up is None:
-            await waiter  # a waiter of its own: cancelling it leaves the fetch alone
-            return
         thread = threading.get_ident()
 
         def wake() -> None:  # may run on any thread (a ManualClock's)
             if threading.get_ident() == thread:
-                if not waiter.done():
-                    waiter.set_result(None)
+                if self._join_timer is timer:
+                    self._expire_joiners()
             else:
                 with suppress(RuntimeError):  # the loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(wake)
 
-        timer = self.broker.clock.call_later(give_up - self.broker.clock.now(), wake)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
+        clock = self.broker.clock
+        self._join_timer_due = due
+        self._join_timer = timer = clock.call_later(due - clock.now(), wake)
+
+    def _disarm_join_timer(self) -> None:
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+        self._join_timer_due = math.inf
+
+    def _expire_joiners(self) -> None:
+        """Wake the joiners that give up by now; arm the timer for the next one."""
+        self._join_timer = None
+        self._join_timer_due = math.inf
+        now = self.broker.clock.now()
+        waiting: builtins.list[tuple[float | None, asyncio.Future[None]]] = []
+        due = math.inf
+        for give_up, joiner in self._joiners:
+            if joiner.done():
+                continue  # cancelled
+            if give_up is not None and give_up <= now:
+                joiner.set_result(None)
+                continue
+            waiting.append((give_up, joiner))
+            if give_up is not None:
+                due = min(due, give_up)
+        self._joiners = waiting
+        if due < math.inf:
+            self._arm_join_timer(due)
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self
@@ -432,24 +473,23 @@ class Subscription:
         await self._ack(raw, count=False)
 
     async def _ack(self, raw: RawDelivery, *, count: bool = True) -> bool:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending_acks.append((raw, future))
-        if len(self._pending_acks) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_acks)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        pending = self._pending_acks
+        pending.append((raw, future))
+        if len(pending) == 1:
+            # The writer's first step runs on the loop's next turn and takes every ack
+            # made until then: the acks of this turn's handlers go in one batch.
+            writer = loop.create_task(self._write_acks())
+            self._ack_writers.add(writer)
+            writer.add_done_callback(self._ack_writers.discard)
         ok = await future
         if count:
             self._counts["acked" if ok else "stale_acks"] += 1
         return ok
 
-    def _flush_acks(self) -> None:
+    async def _write_acks(self) -> None:
         batch, self._pending_acks = self._pending_acks, []
-        writer = asyncio.ensure_future(self._write_acks(batch))
-        self._ack_writers.add(writer)
-        writer.add_done_callback(self._ack_writers.discard)
-
-    async def _write_acks(
-        self, batch: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]]
-    ) -> None:
         try:
             fetcher = await self._ensure_fetcher()
             results = await fetcher.ack([raw for raw, _ in batch])
