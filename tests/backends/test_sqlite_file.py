@@ -16,7 +16,6 @@ from distsys.backends._sqlite_file import (
     QUEUE_APPLICATION_ID,
     Schema,
     begin_immediate,
-    count_option,
     file_url,
     is_busy,
     open_file,
@@ -25,7 +24,7 @@ from distsys.backends._sqlite_file import (
     storable,
 )
 from distsys.backends._sqlite_schema import SCHEMA as KV_SCHEMA
-from distsys.backends._url import seconds_option
+from distsys.backends._url import int_option, seconds_option
 from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
 from distsys.mq._sqlite_schema import SCHEMA as QUEUE_SCHEMA
 
@@ -231,15 +230,15 @@ def test_file_url_merges_options_and_fixes_the_path(
 def test_option_values_are_checked_naming_the_field() -> None:
     assert seconds_option("wait", "0.25", zero=False) == 0.25
     assert seconds_option("wait", 0, zero=True) == 0.0
-    assert count_option("history", "7") == 7
+    assert int_option("history", "7") == 7
     for call, error in [
         (lambda: seconds_option("wait", 0, zero=False), InvalidArgumentError),
         (lambda: seconds_option("wait", "soon", zero=True), InvalidArgumentError),
         (lambda: seconds_option("wait", float("inf"), zero=True), InvalidArgumentError),
         (lambda: seconds_option("wait", True, zero=True), ArgumentTypeError),
-        (lambda: count_option("history", 0), InvalidArgumentError),
-        (lambda: count_option("history", "many"), InvalidArgumentError),
-        (lambda: count_option("history", 2.0), ArgumentTypeError),
+        (lambda: int_option("history", 0), InvalidArgumentError),
+        (lambda: int_option("history", "many"), InvalidArgumentError),
+        (lambda: int_option("history", 2.0), ArgumentTypeError),
         (lambda: storable("lone\udcff", "key", "text"), InvalidArgumentError),
     ]:
         with pytest.raises(error) as info:

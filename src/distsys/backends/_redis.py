@@ -43,8 +43,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from distsys.backends import _redis_lua as lua
 from distsys.backends._kv import KVBase, KVEntry, KVEvent
+from distsys.backends._redis_url import DEFAULT_NAMESPACE, DEFAULT_PORT, parse_redis_url
 from distsys.backends._redis_watch import RedisWatch, WatchStats, open_subscriber
-from distsys.backends._url import BackendURL, parse_url
+from distsys.backends._url import BackendURL
 from distsys.clock import Clock, MonotonicClock
 from distsys.errors import (
     ArgumentTypeError,
@@ -53,15 +54,19 @@ from distsys.errors import (
     LeaseExpiredError,
 )
 
-__all__ = ["RedisKV", "RedisKVStatistics"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_PORT",
+    "RedisKV",
+    "RedisKVStatistics",
+    "call_redis",
+    "unavailable",
+]
 
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_PORT: Final = 6379
-DEFAULT_NAMESPACE: Final = "distsys"
-_URL_ACCEPTED: Final = "redis://[user:password@]host[:port][/db][?namespace=name]"
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 _KEYSPACE_SETTING: Final = "notify-keyspace-events"
 
@@ -102,6 +107,30 @@ def _count(field: str, value: object) -> None:
         raise InvalidArgumentError(field, value, "an int >= 1")
 
 
+def unavailable(url: BackendURL, exc: BaseException) -> BackendUnavailableError:
+    """Return the error for a failed Redis connection, with the URL's password redacted."""
+    return BackendUnavailableError(url.redacted(), str(exc) or type(exc).__name__)
+
+
+async def call_redis(
+    url: BackendURL, call: Callable[[], Awaitable[T]], *, idempotent: bool = False
+) -> T:
+    """Await ``call()``, turning connection failures into BackendUnavailableError.
+
+    An idempotent call is tried a second time, which heals a pooled connection that
+    died since its last use (a restarted server); a write is never repeated.
+    """
+    try:
+        return await call()
+    except _UNAVAILABLE as exc:
+        if not idempotent:
+            raise unavailable(url, exc) from exc
+    try:
+        return await call()
+    except _UNAVAILABLE as exc:
+        raise unavailable(url, exc) from exc
+
+
 class RedisKV(KVBase):
     """A KV store in Redis, for many processes and machines.
 
@@ -137,21 +166,7 @@ class RedisKV(KVBase):
         max_connections: int | None = None,
         clock: Clock | None = None,
     ) -> None:
-        parsed = parse_url(url) if isinstance(url, str) else url
-        if parsed.scheme != "redis":
-            raise InvalidArgumentError("url", parsed.raw, _URL_ACCEPTED)
-        unknown = sorted(set(parsed.query) - {"namespace"})
-        if unknown:
-            raise InvalidArgumentError(
-                "url", parsed.raw, _URL_ACCEPTED, detail=f"unknown parameter {unknown[0]!r}"
-            )
-        namespace = parsed.query.get("namespace", DEFAULT_NAMESPACE)
-        if not namespace or any(c in namespace for c in "{}\0"):
-            raise InvalidArgumentError(
-                "namespace", namespace, "a non-empty name without '{', '}' or NUL"
-            )
-        if parsed.path and not (parsed.path.isascii() and parsed.path.isdigit()):
-            raise InvalidArgumentError("db", parsed.path, "a database number such as /0")
+        parsed, namespace, db = parse_redis_url(url)
         _count("watch_buffer", watch_buffer)
         if max_connections is not None:
             _count("max_connections", max_connections)
@@ -164,7 +179,7 @@ class RedisKV(KVBase):
         self._watch_buffer = watch_buffer
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._namespace = namespace
-        self._db = int(parsed.path or 0)
+        self._db = db
         self._host, self._port = parsed.address(DEFAULT_PORT)
 
         tag = f"{{{namespace}}}"
@@ -210,23 +225,10 @@ class RedisKV(KVBase):
     # ------------------------------------------------------------------ helpers
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        return BackendUnavailableError(self.url.redacted(), str(exc) or type(exc).__name__)
+        return unavailable(self.url, exc)
 
     async def _run(self, call: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
-        """Await ``call()``, turning connection failures into BackendUnavailableError.
-
-        An idempotent call is tried a second time, which heals a pooled connection that
-        died since its last use (a restarted server); a write is never repeated.
-        """
-        try:
-            return await call()
-        except _UNAVAILABLE as exc:
-            if not idempotent:
-                raise self._unavailable(exc) from exc
-        try:
-            return await call()
-        except _UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
+        return await call_redis(self.url, call, idempotent=idempotent)
 
     def _lease_key(self, lease: int) -> str:
         return f"{self._ns}lease:{lease}"

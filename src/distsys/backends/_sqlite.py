@@ -57,9 +57,9 @@ from typing import Final
 
 from distsys.backends._kv import EventType, KVBase, KVEntry, KVEvent
 from distsys.backends._sqlite_executor import Executor
-from distsys.backends._sqlite_file import count_option, file_url, storable
+from distsys.backends._sqlite_file import file_url, storable
 from distsys.backends._sqlite_store import Batch, SQLiteStore, prefix_end
-from distsys.backends._url import BackendURL, seconds_option
+from distsys.backends._url import BackendURL, int_option, seconds_option
 from distsys.clock import Clock, MonotonicClock
 from distsys.errors import BackendUnavailableError
 
@@ -129,7 +129,7 @@ class SQLiteKV(KVBase):
         super().__init__(parsed)
         self._poll_interval = seconds_option("poll_interval", options["poll_interval"], zero=False)
         timeout = seconds_option("busy_timeout", options["busy_timeout"], zero=True)
-        keep = count_option("history", options["history"])
+        keep = int_option("history", options["history"])
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         redacted = parsed.redacted()
         self._store = SQLiteStore(

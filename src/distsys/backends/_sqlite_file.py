@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 
 from distsys.backends._url import BackendURL, parse_url
-from distsys.errors import ArgumentTypeError, BackendUnavailableError, InvalidArgumentError
+from distsys.errors import BackendUnavailableError, InvalidArgumentError
 
 __all__ = [
     "KINDS",
@@ -41,7 +41,6 @@ __all__ = [
     "QUEUE_APPLICATION_ID",
     "Schema",
     "begin_immediate",
-    "count_option",
     "file_url",
     "is_busy",
     "open_file",
@@ -307,21 +306,6 @@ def file_url(
     options: dict[str, object] = {**defaults, **parsed.query}
     options.update({name: value for name, value in given.items() if value is not None})
     return parsed, os.path.abspath(parsed.path), options
-
-
-def count_option(field: str, value: object) -> int:
-    """Return ``value`` (an int, or its text from a URL) if it is >= 1."""
-    accepted = "an int >= 1"
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(field, value, accepted)
-    if value < 1:
-        raise InvalidArgumentError(field, value, accepted)
-    return value
 
 
 def storable(text: str, field: str, accepted: str) -> str:

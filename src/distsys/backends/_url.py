@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from distsys.errors import ArgumentTypeError, InvalidArgumentError
 
-__all__ = ["BackendURL", "parse_url", "seconds_option"]
+__all__ = ["BackendURL", "int_option", "parse_url", "seconds_option"]
 
 _ACCEPTED: Final = (
     "a URL such as memory://, sqlite:///relative/file.db, sqlite:////absolute/file.db, "
@@ -122,3 +122,18 @@ def seconds_option(field: str, value: object, *, zero: bool) -> float:
     if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
         raise InvalidArgumentError(field, value, accepted)
     return float(value)
+
+
+def int_option(field: str, value: object, low: int = 1, high: int | None = None) -> int:
+    """Return ``value`` (an int, or its text from a URL) if it is in ``low..high``."""
+    accepted = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise InvalidArgumentError(field, value, accepted) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(field, value, accepted)
+    if value < low or (high is not None and value > high):
+        raise InvalidArgumentError(field, value, accepted)
+    return value

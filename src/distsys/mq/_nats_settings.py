@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from distsys.backends import BackendURL, parse_url
-from distsys.backends._url import seconds_option
+from distsys.backends._url import int_option, seconds_option
 from distsys.errors import ArgumentTypeError, InvalidArgumentError
 from distsys.mq._nats_wire import NAMESPACE, NAMESPACE_ACCEPTED
 
@@ -56,20 +56,6 @@ class NATSSettings:
     reconnect_wait: float = 1.0
 
 
-def _integer(field: str, value: object, low: int, high: int | None = None) -> int:
-    accepted = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
-    if isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            raise InvalidArgumentError(field, value, accepted) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentTypeError(field, value, accepted)
-    if value < low or (high is not None and value > high):
-        raise InvalidArgumentError(field, value, accepted)
-    return value
-
-
 def _flag(field: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -95,13 +81,13 @@ def _storage(value: object) -> str:
 _CHECKS: Final[dict[str, Callable[[object], Any]]] = {
     "namespace": _namespace,
     "storage": _storage,
-    "replicas": lambda v: _integer("replicas", v, 1, 5),
+    "replicas": lambda v: int_option("replicas", v, 1, 5),
     "max_age": lambda v: seconds_option("max_age", v, zero=True),
-    "max_bytes": lambda v: _integer("max_bytes", v, 0),
+    "max_bytes": lambda v: int_option("max_bytes", v, 0),
     "confirm_acks": lambda v: _flag("confirm_acks", v),
     "timeout": lambda v: seconds_option("timeout", v, zero=False),
     "connect_timeout": lambda v: seconds_option("connect_timeout", v, zero=False),
-    "reconnect_attempts": lambda v: _integer("reconnect_attempts", v, 1),
+    "reconnect_attempts": lambda v: int_option("reconnect_attempts", v, 1),
     "reconnect_wait": lambda v: seconds_option("reconnect_wait", v, zero=True),
 }
 _IN_URL: Final = (

@@ -63,17 +63,11 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from distsys.backends._redis import (
-    _UNAVAILABLE,
-    _URL_ACCEPTED,
-    DEFAULT_NAMESPACE,
-    DEFAULT_PORT,
-    _count,
-    _positive,
-)
-from distsys.backends._url import BackendURL, parse_url
+from distsys.backends._redis import DEFAULT_PORT, _count, _positive, call_redis, unavailable
+from distsys.backends._redis_url import parse_redis_url
+from distsys.backends._url import BackendURL
 from distsys.clock import Clock
-from distsys.errors import BackendUnavailableError, InvalidArgumentError
+from distsys.errors import BackendUnavailableError
 from distsys.mq import _redis_lua as lua
 from distsys.mq._broker import BrokerBase, Subscription
 from distsys.mq._message import Depth, Outgoing
@@ -133,21 +127,7 @@ class RedisBroker(BrokerBase):
         clock: Clock | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        parsed = parse_url(url) if isinstance(url, str) else url
-        if parsed.scheme != "redis":
-            raise InvalidArgumentError("url", parsed.redacted(), _URL_ACCEPTED)
-        unknown = sorted(set(parsed.query) - {"namespace"})
-        if unknown:
-            raise InvalidArgumentError(
-                "url", parsed.redacted(), _URL_ACCEPTED, detail=f"unknown parameter {unknown[0]!r}"
-            )
-        namespace = parsed.query.get("namespace", DEFAULT_NAMESPACE)
-        if not namespace or any(c in namespace for c in "{}\0"):
-            raise InvalidArgumentError(
-                "namespace", namespace, "a non-empty name without '{', '}' or NUL"
-            )
-        if parsed.path and not (parsed.path.isascii() and parsed.path.isdigit()):
-            raise InvalidArgumentError("db", parsed.path, "a database number such as /0")
+        parsed, namespace, db = parse_redis_url(url)
         if max_connections is not None:
             _count("max_connections", max_connections)
         accepted = "a finite number of seconds > 0"
@@ -157,7 +137,7 @@ class RedisBroker(BrokerBase):
         self._namespace = namespace
         self._ns = f"{{{namespace}}}"
         self._host, self._port = parsed.address(DEFAULT_PORT)
-        self._db = int(parsed.path or 0)
+        self._db = db
         self._reconnects = 0
         self._client = self._redis(socket_timeout=self._timeout, max_connections=max_connections)
         self._publish_script = self._client.register_script(lua.PUBLISH)
@@ -196,24 +176,10 @@ class RedisBroker(BrokerBase):
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        """Return the error to raise for a connection failure, with the URL redacted."""
-        return BackendUnavailableError(self.url.redacted(), str(exc) or type(exc).__name__)
+        return unavailable(self.url, exc)
 
     async def _call(self, call: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
-        """Await ``call()``, turning connection failures into BackendUnavailableError.
-
-        An idempotent call is tried a second time, which heals a pooled connection that
-        died since its last use (a restarted server); a write is never repeated.
-        """
-        try:
-            return await call()
-        except _UNAVAILABLE as exc:
-            if not idempotent:
-                raise self._unavailable(exc) from exc
-        try:
-            return await call()
-        except _UNAVAILABLE as exc:
-            raise self._unavailable(exc) from exc
+        return await call_redis(self.url, call, idempotent=idempotent)
 
     def _key(self, kind: str, topic: str, group: str = "") -> str:
         """Return the Redis key of ``kind`` (see :mod:`distsys.mq._redis_lua`)."""

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from distsys.backends._url import BackendURL, parse_url
+from distsys.backends._redis_url import DEFAULT_PORT, parse_redis_url
+from distsys.backends._url import BackendURL
 from distsys.clock import Clock
 from distsys.context import Context
 from distsys.errors import (
@@ -63,9 +64,6 @@ __all__ = ["BUCKET_SCRIPT", "RedisRateLimiter", "RedisRateLimiterStatistics"]
 
 _log = logging.getLogger(__name__)
 
-_URL_ACCEPTED: Final = "redis://[user:password@]host[:port][/db][?namespace=name]"
-DEFAULT_PORT: Final = 6379
-DEFAULT_NAMESPACE: Final = "distsys"
 
 BUCKET_SCRIPT: Final = r"""
 -- One token bucket, refilled and taken from atomically, on the server's clock.
@@ -132,25 +130,6 @@ class RedisRateLimiterStatistics:
     failed_open: int
 
 
-def _parse(url: str | BackendURL) -> tuple[BackendURL, str, int]:
-    parsed = parse_url(url) if isinstance(url, str) else url
-    if not isinstance(parsed, BackendURL) or parsed.scheme != "redis":
-        raise InvalidArgumentError("url", getattr(parsed, "raw", parsed), _URL_ACCEPTED)
-    unknown = sorted(set(parsed.query) - {"namespace"})
-    if unknown:
-        raise InvalidArgumentError(
-            "url", parsed.redacted(), _URL_ACCEPTED, detail=f"unknown parameter {unknown[0]!r}"
-        )
-    namespace = parsed.query.get("namespace", DEFAULT_NAMESPACE)
-    if not namespace or any(c in namespace for c in "{}\0"):
-        raise InvalidArgumentError(
-            "namespace", namespace, "a non-empty name without '{', '}' or NUL"
-        )
-    if parsed.path and not (parsed.path.isascii() and parsed.path.isdigit()):
-        raise InvalidArgumentError("db", parsed.path, "a database number such as /0")
-    return parsed, namespace, int(parsed.path or 0)
-
-
 class RedisRateLimiter:
     """A token bucket in Redis: ``rate`` per second and bursts of ``burst``, for all processes.
 
@@ -189,7 +168,7 @@ class RedisRateLimiter:
         timeout: float = 1.0,
         clock: Clock | None = None,
     ) -> None:
-        parsed, namespace, db = _parse(url)
+        parsed, namespace, db = parse_redis_url(url)
         if not isinstance(key, str):
             raise ArgumentTypeError("key", key, "a non-empty str")
         if not key:
