@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 import pytest
 
+# Fixtures shared by the test modules of several packages.
+pytest_plugins = ["tests.redis_keys"]
+
 BACKENDS: dict[str, tuple[str, int]] = {
     "redis": (os.environ.get("DISTSYS_REDIS_HOST", "127.0.0.1"), 6379),
     "nats": (os.environ.get("DISTSYS_NATS_HOST", "127.0.0.1"), 4222),

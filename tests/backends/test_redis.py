@@ -8,7 +8,6 @@ port.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,34 +19,10 @@ from distsys.backends._redis import RedisKV
 from distsys.backends._redis_stream import WatchState
 from distsys.errors import BackendUnavailableError, InvalidArgumentError, LeaseExpiredError
 from distsys.testing import KVContract, next_event
-from tests.conftest import BACKENDS
+from tests.redis_keys import HOST, PORT, purge, url_for
 from tests.servers import READY_TIMEOUT, OwnRedis, free_port
 
 pytestmark = pytest.mark.backend("redis")
-
-HOST, PORT = BACKENDS["redis"]
-
-
-def url_for(namespace: str, *, host: str = HOST, port: int = PORT, auth: str = "") -> str:
-    return f"redis://{auth}{host}:{port}/0?namespace={namespace}"
-
-
-async def purge(namespace: str) -> None:
-    """Delete every key of ``namespace`` on the shared server."""
-    client = Redis(host=HOST, port=PORT, db=0)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{{{namespace}}}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    name = f"test-{uuid.uuid4().hex}"
-    yield name
-    await purge(name)
 
 
 async def expect(events: AsyncIterator[KVEvent], kind: EventType, key: str = "") -> KVEvent:

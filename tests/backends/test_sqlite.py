@@ -27,6 +27,7 @@ from distsys.errors import (
     LeaseExpiredError,
 )
 from distsys.testing import KVContract, ManualClock, next_event
+from tests.sqlite_files import files_in, rows, url_of
 
 WAIT = 30.0  # a safety net: a broken backend fails the test instead of hanging it
 
@@ -44,10 +45,6 @@ class TestSQLiteKV(KVContract):
         self.clock.advance(seconds)
 
 
-def url_of(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 @asynccontextmanager
 async def opened(path: Path, **options: object) -> AsyncIterator[SQLiteKV]:
     options.setdefault("poll_interval", 0.005)
@@ -56,15 +53,6 @@ async def opened(path: Path, **options: object) -> AsyncIterator[SQLiteKV]:
         yield kv
     finally:
         await kv.aclose()
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def files_in(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 # ------------------------------------------------------------------ opening files

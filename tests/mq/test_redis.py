@@ -8,14 +8,10 @@ test that restarts a server runs a redis-server of its own on another port.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,35 +36,13 @@ from distsys.mq import (
 )
 from distsys.mq._redis import RedisBroker
 from distsys.testing import BrokerContract
-from tests.conftest import BACKENDS
+from tests.redis_keys import HOST, PORT, purge, url_for
+from tests.servers import OwnRedis, free_port
 
 pytestmark = pytest.mark.backend("redis")
 
-HOST, PORT = BACKENDS["redis"]
 WAIT = 15.0  # a safety net: what is awaited normally comes at once
 ACK_WAIT = 1.0
-
-
-def url_for(namespace: str, *, host: str = HOST, port: int = PORT, auth: str = "") -> str:
-    return f"redis://{auth}{host}:{port}/0?namespace={namespace}"
-
-
-async def purge(namespace: str, *, port: int = PORT) -> None:
-    """Delete every key of ``namespace``."""
-    client = Redis(host=HOST, port=port, db=0)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{{{namespace}}}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    name = f"test-{uuid.uuid4().hex}"
-    yield name
-    await purge(name)
 
 
 @pytest.fixture
@@ -159,13 +133,6 @@ def test_bad_options_are_refused_naming_them(option: str, value: object) -> None
     with pytest.raises(InvalidArgumentError) as caught:
         RedisBroker("redis://127.0.0.1", **{option: value})  # type: ignore[arg-type]
     assert caught.value.field == option
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_a_server_that_is_down_raises_backend_unavailable() -> None:
@@ -531,45 +498,9 @@ async def test_a_message_that_kills_every_consumer_is_dead_lettered(
 # ---------------------------------------------------------------- a server that restarts
 
 
-class OwnServer:
-    """A redis-server of the test's own, without persistence, which it may kill."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no"],
-            cwd=self.directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    async def ready(self) -> None:
-        async with asyncio.timeout(WAIT):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=WAIT)
-            self.process = None
-
-
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[OwnServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = OwnServer(tmp_path)
+def own_server(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
     server.start()
     try:
         yield server
@@ -577,9 +508,9 @@ def own_server(tmp_path: Path) -> Iterator[OwnServer]:
         server.kill()
 
 
-async def test_a_subscription_carries_on_after_the_server_restarts(own_server: OwnServer) -> None:
+async def test_a_subscription_carries_on_after_the_server_restarts(own_server: OwnRedis) -> None:
     await own_server.ready()
-    broker = RedisBroker(url_for("restart", port=own_server.port), timeout=1.0)
+    broker = RedisBroker(own_server.url(namespace="restart"), timeout=1.0)
     try:
         async with broker.subscribe("t", "g", ack_wait=ACK_WAIT) as sub:
             await broker.publish("t", b"before")

@@ -22,6 +22,7 @@ from distsys.mq import HEADER_ATTEMPTS, HEADER_DEAD_REASON, Broker, Depth, Outgo
 from distsys.mq._sqlite import SQLiteBroker
 from distsys.mq._sqlite_schema import APPLICATION_ID, NUMBER_BITS
 from distsys.testing import BrokerContract, ManualClock
+from tests.sqlite_files import files_in, rows, url_of
 
 WAIT = 30.0  # a safety net: a broken backend fails the test instead of hanging it
 
@@ -39,10 +40,6 @@ class TestSQLiteBroker(BrokerContract):
         self.clock.advance(seconds)
 
 
-def url_of(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 @asynccontextmanager
 async def opened(path: Path, **options: object) -> AsyncIterator[SQLiteBroker]:
     options.setdefault("poll_interval", 0.005)
@@ -51,15 +48,6 @@ async def opened(path: Path, **options: object) -> AsyncIterator[SQLiteBroker]:
         yield broker
     finally:
         await broker.aclose()
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    with closing(sqlite3.connect(path)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def files_in(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 async def take(broker: Broker, topic: str, group: str, count: int, **options: object) -> list[str]:
