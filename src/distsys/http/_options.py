@@ -31,6 +31,8 @@ def _seconds(field: str, value: object) -> float:
 class PoolOptions:
     """The limits of a pool, validated once (shared by every pool of an HTTPClient).
 
+    Not changed after it is made, so pools on any loop or thread may share it.
+
     Raises:
         InvalidArgumentError / ArgumentTypeError: a limit is invalid (the message names it).
     """

@@ -46,7 +46,10 @@ def is_idempotent(method: str | bytes) -> bool:
 
 
 class Prepared:
-    """A request ready to write: its head and how its body goes."""
+    """A request ready to write: its head and how its body goes.
+
+    Made for one exchange and used by the task that sends it; never shared.
+    """
 
     __slots__ = ("body", "chunked", "close", "head", "idempotent", "is_head", "length", "method")
 

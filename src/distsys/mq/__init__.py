@@ -16,6 +16,7 @@ from distsys.backends import SchemeTable as _SchemeTable
 from distsys.mq._broker import (
     Broker,
     BrokerBase,
+    BrokerCounters,
     BrokerStatistics,
     Delivery,
     Fetcher,
@@ -61,6 +62,7 @@ __all__ = [
     "MQ_SCHEMES",
     "Broker",
     "BrokerBase",
+    "BrokerCounters",
     "BrokerStatistics",
     "Claim",
     "ClaimStatus",

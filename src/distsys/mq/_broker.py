@@ -66,7 +66,10 @@ _INF = math.inf
 
 
 class Fetcher(Protocol):
-    """A backend's side of one subscription (one consumer in a group)."""
+    """A backend's side of one subscription (one consumer in a group).
+
+    Used from the subscription's event loop only, one fetch at a time.
+    """
 
     async def fetch(self, max_messages: int, timeout: float, /) -> builtins.list[RawDelivery]:
         """Return 1..max_messages deliveries, waiting up to ``timeout`` seconds for one;
@@ -88,6 +91,9 @@ class Fetcher(Protocol):
 
 class Broker(Protocol):
     """A durable, at-least-once message queue with consumer groups (async).
+
+    A broker client and its subscriptions belong to the event loop that first uses them;
+    from threads, use :class:`Producer`.
 
     - ``publish`` returns once the message is stored (or raises); it is never silently
       dropped.
@@ -159,6 +165,8 @@ class Broker(Protocol):
 
 class Delivery:
     """One delivered message: read it, then ``ack()`` it (or ``nack()`` it).
+
+    Settled from the subscription's event loop, by any of its tasks, once.
 
     Attributes:
         id, topic, payload, headers, key: the message.
@@ -593,6 +601,8 @@ def _check_ack_wait(value: object) -> float:
 
 class BrokerBase:
     """Shared plumbing for brokers; backends implement the ``_`` hooks.
+
+    Safe within one event loop, as the brokers built on it are.
 
     Args:
         url: the broker's URL.

@@ -277,6 +277,8 @@ class _KVStore:
 class Claim:
     """The outcome of :meth:`Deduplicator.claim`: handle the message, or skip it.
 
+    Finished once, from the event loop of the deduplicator that made it.
+
     With ``status`` FIRST, handle the message, then call :meth:`done` (or
     :meth:`release` if handling failed, so that a redelivery may try again). The other
     statuses need nothing further.

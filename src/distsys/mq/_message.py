@@ -114,6 +114,8 @@ class Outgoing:
 class RawDelivery:
     """A message as a backend hands it to a subscription.
 
+    Owned by that subscription (its event loop); not shared between threads.
+
     Attributes:
         id: the broker's id for the message (unique within the topic).
         topic: the topic.

@@ -104,6 +104,8 @@ class Headers(Mapping[str, str]):
 class Request:
     """One HTTP request: method, path, headers, query, body, and its Context.
 
+    Belongs to the task that handles the request; read it from that task only.
+
     Everything is parsed lazily: a handler that never reads the headers or the query
     does not pay for them.
 
