@@ -9,12 +9,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's metadata changes.
-.make-install: pyproject.toml | $(BIN)/python
+# Reinstall (and rebuild the C extension) only when the metadata or the C source changes.
+.make-install: pyproject.toml src/distsys/cache/_clru.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-.make-install-dev: pyproject.toml | $(BIN)/python
+.make-install-dev: pyproject.toml src/distsys/cache/_clru.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ .make-install
 

@@ -301,6 +301,7 @@ def test_a_broken_getsizeof_is_reported() -> None:
 def test_bad_arguments_fail_at_decoration_naming_the_field(
     kwargs: dict[str, Any], error: type[Exception], field: str
 ) -> None:
+    kwargs = dict(kwargs)  # the parameters are shared by every run of this test
     cache = kwargs.pop("cache", LRUCache(4))
     with pytest.raises(error) as info:
         cached(cache, **kwargs)

@@ -2,8 +2,9 @@
 
 A hit costs the key (the positional arguments tuple itself when there are no keyword
 arguments) and a cache lookup. With a plain :class:`LRUCache` the wrapper is built by
-the cache's hot paths (:mod:`distsys.cache._hot`), with ``get``'s hit path inline, so a
-hit runs one Python frame; any other cache class is asked through its own ``get``. A
+the cache's hot paths: a C callable that answers a hit with no Python frame
+(:mod:`distsys.cache._native`), or a closure with ``get``'s hit path inline
+(:mod:`distsys.cache._hot`); any other cache class is asked through its own ``get``. A
 miss goes to the function's :class:`~distsys.cache._flight.FlightGroup`,
 which makes concurrent misses for one key share one run of the function. The one case
 that cannot have concurrent misses — a plain function over a plain LRUCache, which
@@ -227,11 +228,6 @@ def _wrap(
         return wrapper
 
     # A plain LRUCache serves one thread: its hot paths build the wrapper, with get()'s
-    # hit path inline, so a hit runs one Python frame; a miss cannot have company, so it
-    # needs no flight.
-    call_alone = flights.call_alone
-
-    def miss(key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return call_alone(key, fn, args, kwargs, store)
-
-    return cache._hot.memoize(key_of, custom_key, miss, explain)
+    # hit path inline (in C when the extension is built); a miss cannot have company, so
+    # it needs no flight.
+    return cache._hot.memoize(key_of, custom_key, flights.alone(fn, store), explain)

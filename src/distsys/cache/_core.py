@@ -13,9 +13,10 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeAlias, TypeVar
 
 from distsys.cache._hot import HotPaths, bind_hot_paths
+from distsys.cache._native import bind_native_hot_paths
 from distsys.cache._statistics import EvictionReason
 from distsys.cache._validate import (
     check_callable,
@@ -27,7 +28,18 @@ from distsys.cache._validate import (
 from distsys.clock import Clock, MonotonicClock
 from distsys.errors import InvalidArgumentError
 
-__all__ = ["GENERAL", "MISSING", "PLAIN", "TIMED", "Event", "LRUCore"]
+__all__ = ["GENERAL", "MISSING", "NATIVE", "PLAIN", "TIMED", "Entries", "Event", "LRUCore"]
+
+if TYPE_CHECKING:
+    from distsys.cache._clru import LRUMap
+
+NATIVE: type[LRUMap] | None  # the C entries, or None: the pure-Python paths
+try:
+    from distsys.cache._clru import LRUMap as _LRUMap
+except ImportError:  # built without a C compiler
+    NATIVE = None
+else:
+    NATIVE = _LRUMap
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -42,6 +54,8 @@ _EXPIRED: Final = EvictionReason.EXPIRED
 _REPLACED: Final = EvictionReason.REPLACED
 
 Event = tuple[Any, Any, EvictionReason]
+Entries: TypeAlias = "OrderedDict[Any, Any] | LRUMap"
+"""Where the items live: the C map when the extension is built, else an OrderedDict."""
 
 
 class LRUCore(Generic[K, V]):
@@ -89,7 +103,9 @@ class LRUCore(Generic[K, V]):
         self._now: Callable[[], float] = (
             time.monotonic if type(self._clock) is MonotonicClock else self._clock.now
         )
-        self._data: OrderedDict[K, Any] = OrderedDict()  # V, or (V, deadline) when timed
+        native = NATIVE
+        # V, or (V, deadline) when timed; least recently used first.
+        self._data: Entries = native(self._maxsize, MISSING) if native else OrderedDict()
         self._lookup: Callable[[K, Any], Any] = self._data.get
         self._touch: Callable[[K], None] = self._data.move_to_end
         self._weights: dict[K, int] | None = {} if getsizeof is not None else None
@@ -98,7 +114,12 @@ class LRUCore(Generic[K, V]):
         self._mode = self._base_mode()
         # The slow paths' counts; the hot paths count in their own cells (counts()).
         self._evictions = self._expirations = 0
-        self._hot: HotPaths = bind_hot_paths(self, MISSING)
+        data = self._data
+        self._hot: HotPaths = (
+            bind_hot_paths(self, MISSING)
+            if isinstance(data, OrderedDict)
+            else bind_native_hot_paths(self, data, MISSING)
+        )
 
     def _set_timed(self, timed: bool) -> None:
         """Record whether entries are ``(value, deadline)`` pairs, here and in ``_hot``."""

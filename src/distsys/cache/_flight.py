@@ -24,7 +24,7 @@ How a flight ends:
 Before running the function a new leader looks in the cache once more (when ``lookup`` is
 given: a cache shared between threads), so a caller that missed just before another
 flight stored its value does not compute it again. A plain function over a
-single-threaded cache cannot have company at all: ``call_alone`` just runs it. A call that
+single-threaded cache cannot have company at all: ``alone`` just runs it. A call that
 would join a flight it leads itself (the function calls itself with the same key on the
 same thread or task) runs the function directly instead of waiting for itself forever.
 """
@@ -110,23 +110,23 @@ class FlightGroup:
                 abandoned=self._abandoned,
             )
 
-    def call_alone(
-        self,
-        key: Hashable,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        store: Store,
-    ) -> Any:
-        """Return ``fn(*args, **kwargs)`` for a missed ``key`` that cannot have company.
+    def alone(
+        self, fn: Callable[..., Any], store: Store
+    ) -> Callable[[Hashable, tuple[Any, ...], dict[str, Any]], Any]:
+        """Return ``miss(key, args, kwargs)``: run ``fn`` for a key that cannot have company.
 
         For a plain function over a single-threaded cache: nothing else can miss the key
-        while this runs, so there is no flight to share, only the call to count.
+        while this runs, so there is no flight to share, only the call to count. One
+        frame: the miss path of a memoised function is as hot as its hits on a big trace.
         """
-        self._calls += 1
-        value = fn(*args, **kwargs)
-        store(key, value)
-        return value
+
+        def miss(key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            self._calls += 1
+            value = fn(*args, **kwargs)
+            store(key, value)
+            return value
+
+        return miss
 
     def _join(self, key: Hashable, me: object) -> _Flight | bool:
         """Under the lock: True to lead, False if ``me`` leads already, or the flight."""

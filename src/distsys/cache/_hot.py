@@ -1,4 +1,7 @@
-"""An LRUCache's hot paths — ``get``, ``put`` and ``cached``'s hit — built per cache.
+"""An LRUCache's hot paths — ``get``, ``put`` and ``cached``'s hit — in pure Python.
+
+These closures run when the C extension (``_clru.c``, :mod:`distsys.cache._native`) is
+not built; they are the reference the C paths follow, and ``tests/cache`` runs on both.
 
 Why closures
 ------------

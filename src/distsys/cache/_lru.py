@@ -2,10 +2,11 @@
 
 How it stays O(1)
 -----------------
-``_data`` is an :class:`collections.OrderedDict`: a hash table whose entries also sit on a
-doubly linked list, both in C. The list runs from the least to the most recently used
-key. A hit is a lookup plus ``move_to_end`` (unlink, relink at the tail); a miss that
-stores is an insert at the tail plus, when full, ``popitem(last=False)`` at the head.
+``_data`` holds the items in a hash table whose entries also sit on a doubly linked list,
+running from the least to the most recently used key: the C ``LRUMap`` of ``_clru.c``
+when the extension is built (a dict of key -> node plus the list of nodes), else an
+:class:`collections.OrderedDict`. A hit is a lookup plus a move to the tail; a miss that
+stores is an insert at the tail plus, when full, a pop at the head.
 
 Expiry is lazy
 --------------
@@ -18,14 +19,15 @@ A plain cache stores bare values; its first per-item TTL wraps them, once.
 
 Hot paths built per cache
 -------------------------
-``get`` and ``put`` are closures made for the cache's configuration when it is built
-(:mod:`distsys.cache._hot`) and stored as instance attributes, which shadow the methods
-below (those stay, for documentation, for ``LRUCache.get(cache, ...)`` and for
-``super()`` in subclasses, and call the same closures). ``put`` runs inline for bare
-values and for ``(value, deadline)`` pairs: a lookup, an insert and at most one
-``popitem``. Weights and ``on_evict`` make a cache ``GENERAL``: ``LRUCore._put`` runs the
-same algorithm with their bookkeeping. A subclass that overrides ``get`` or ``put`` keeps
-its override: only methods the subclass inherits from here are shadowed.
+``get`` and ``put`` are made for the cache when it is built and stored as instance
+attributes, which shadow the methods below (those stay, for documentation, for
+``LRUCache.get(cache, ...)`` and for ``super()`` in subclasses, and call the same
+paths): the C map's own ``lru_get`` / ``lru_put`` (:mod:`distsys.cache._native`), or
+closures over the OrderedDict (:mod:`distsys.cache._hot`). Either way ``put`` runs
+inline for bare values and for ``(value, deadline)`` pairs: a lookup, an insert and at
+most one eviction. Weights and ``on_evict`` make a cache ``GENERAL``: ``LRUCore._put``
+runs the same algorithm with their bookkeeping. A subclass that overrides ``get`` or
+``put`` keeps its override: only methods the subclass inherits from here are shadowed.
 """
 
 from __future__ import annotations
