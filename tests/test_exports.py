@@ -13,7 +13,7 @@ import pytest
 
 import distsys
 
-OPTIONAL = ("redis", "nats", "aetcd", "dask", "distributed", "pyspark")
+OPTIONAL = ("redis", "nats", "aetcd", "dask", "distributed", "pyspark", "pyarrow")
 HEAVY = ("click", "rich")
 
 

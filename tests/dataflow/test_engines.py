@@ -129,6 +129,42 @@ def test_map_reduce_word_count(session: Session, corpus: Path) -> None:
 
 
 @pytest.mark.parametrize("broadcast", [False, True])
+def test_columnar_join_and_group_by(
+    session: Session, pool: Session, tmp_path: Path, broadcast: bool
+) -> None:
+    pytest.importorskip("pyarrow")
+    rng = random.Random(5)
+    sales = tmp_path / "sales.csv"
+    sales.write_text("".join(f"{rng.randrange(60)},{rng.randrange(100)}\n" for _ in range(2000)))
+    customers = tmp_path / "customers.csv"
+    customers.write_text("".join(f"{c},c{c % 7}\n" for c in range(50)))
+    names: dict[int, str] = {c: f"c{c % 7}" for c in range(50)}
+    rows = [tuple(map(int, line.split(","))) for line in sales.read_text().splitlines()]
+    inner: Counter[str] = Counter()
+    for customer, count in rows:
+        if customer in names:
+            inner[names[customer]] += count
+    left_rows = sorted((c, n, names.get(c)) for c, n in rows)
+
+    def build(on: Session) -> tuple[list[Any], list[Any]]:
+        left = on.read_table(
+            sales, header=False, schema={"customer": "int64", "count": "int64"}, partitions=3
+        )
+        right = on.read_table(
+            customers, header=False, schema={"customer": "int64", "country": "string"}
+        )
+        joined = left.join(right, on="customer", broadcast=broadcast)
+        totals = joined.group_by("country").agg(total=("count", "sum"), n=("count", "count"))
+        outer = left.join(right, on="customer", how="left", broadcast=broadcast)
+        return sorted(totals.to_rows().collect()), sorted(outer.to_rows().collect(), key=str)
+
+    totals, outer = build(session)
+    assert {country: total for country, total, _ in totals} == dict(inner)
+    assert sorted(outer, key=str) == sorted(left_rows, key=str)
+    assert (totals, outer) == build(pool)
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
 def test_join_inner_and_left(session: Session, broadcast: bool) -> None:
     left = [(n % 12, f"l{n}") for n in range(40)]
     right = [(n % 9, n) for n in range(0, 30, 2)]

@@ -4,7 +4,11 @@
 ``from_iterable`` make a lazy :class:`Dataset`; transformations (``map``, ``flat_map``,
 ``filter``, ``reduce_by_key``, ``join``, ``sort_by``...) build a plan; actions
 (``collect``, ``count``, ``take``, ``top``, ``reduce``, ``save_text``...) run it.
-:func:`map_reduce` is the MapReduce paper's model on the same engine.
+:func:`map_reduce` is the MapReduce paper's model on the same engine. ``read_table``
+makes a :class:`TableDataset`: typed columns in Arrow tables, selected, filtered, joined
+and aggregated (``group_by(...).agg(...)``) a table at a time in pyarrow — the columnar
+path, with the optional pyarrow (``pip install 'distsys[columnar]'``), on the same
+plans and engines (its records are the tables).
 
 The design, shared by the engines (``local``, ``dask``, ``spark``):
 
@@ -31,6 +35,7 @@ from distsys.dataflow._errors import (
     EmptyDatasetError,
     EngineUnavailableError,
     MalformedRecordError,
+    MissingLibraryError,
     NotPicklableError,
     RecordTypeError,
     TaskFailedError,
@@ -43,6 +48,7 @@ from distsys.dataflow._metrics import JobStatistics, SessionStatistics, StageSta
 from distsys.dataflow._plan import Aggregator
 from distsys.dataflow._progress import ProgressListener
 from distsys.dataflow._session import Session, open_session
+from distsys.dataflow._table import GroupedTable, TableDataset
 
 __all__ = [
     "ENGINES",
@@ -53,17 +59,20 @@ __all__ = [
     "Engine",
     "EngineUnavailableError",
     "Executor",
+    "GroupedTable",
     "Job",
     "JobResult",
     "JobStatistics",
     "LocalExecutor",
     "MalformedRecordError",
+    "MissingLibraryError",
     "NotPicklableError",
     "ProgressListener",
     "RecordTypeError",
     "Session",
     "SessionStatistics",
     "StageStatistics",
+    "TableDataset",
     "TaskFailedError",
     "TaskMetrics",
     "hash_partition",

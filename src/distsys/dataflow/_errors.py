@@ -10,6 +10,9 @@
     │       └── RecordTypeError                a record of the wrong shape reached an
     │                                          operation: .operation, .record
     ├── EmptyDatasetError (ValueError)         reduce() of a dataset with no records
+    ├── MissingDependencyError (ImportError)
+    │   └── MissingLibraryError                an operation needs a library that is not
+    │                                          installed: .operation, .library, .extra
     ├── EngineUnavailableError (RuntimeError)  an engine that is known but cannot run: .engine
     └── TaskFailedError (RuntimeError)         a task failed on every attempt: .stage,
                                                .partition, .attempts, .error_type,
@@ -25,12 +28,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from distsys.errors import ArgumentTypeError, DistsysError, InvalidArgumentError
+from distsys.errors import (
+    ArgumentTypeError,
+    DistsysError,
+    InvalidArgumentError,
+    MissingDependencyError,
+)
 
 __all__ = [
     "EmptyDatasetError",
     "EngineUnavailableError",
     "MalformedRecordError",
+    "MissingLibraryError",
     "NotPicklableError",
     "RecordTypeError",
     "TaskFailedError",
@@ -165,6 +174,29 @@ class EmptyDatasetError(DistsysError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.action,))
+
+
+class MissingLibraryError(MissingDependencyError):
+    """An operation needs an optional library that is not installed.
+
+    Attributes:
+        operation: the operation, e.g. ``"read_table()"``.
+        library: the library's import name.
+        extra: the distsys extra that installs it.
+    """
+
+    def __init__(self, operation: str, library: str, extra: str) -> None:
+        self.operation = operation
+        self.library = library
+        self.extra = extra
+        DistsysError.__init__(
+            self,
+            f"{operation} needs the {library!r} library, which is not installed: "
+            f"pip install 'distsys[{extra}]'",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.operation, self.library, self.extra))
 
 
 class EngineUnavailableError(DistsysError, RuntimeError):

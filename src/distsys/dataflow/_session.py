@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from distsys.dataflow._dataset import Dataset
@@ -26,6 +26,14 @@ from distsys.dataflow._sources import (
     expand_paths,
     plan_splits,
     read_header,
+)
+from distsys.dataflow._table import TableDataset
+from distsys.dataflow._table_source import (
+    CsvTableFormat,
+    TableSource,
+    check_names,
+    infer_schema,
+    table_schema,
 )
 from distsys.errors import ArgumentTypeError, InvalidArgumentError
 
@@ -213,6 +221,83 @@ class Session:
             errors,
             not multiline,
         )
+
+    def read_table(
+        self,
+        paths: Paths,
+        *,
+        format: str = "csv",
+        schema: Mapping[str, object] | None = None,
+        header: bool = True,
+        delimiter: str = ",",
+        quotechar: str = '"',
+        partitions: int | None = None,
+        split_size: int | str | None = None,
+        encoding: str = "utf-8",
+        errors: str = "fail",
+    ) -> TableDataset:
+        """Return typed columns of CSV files as a :class:`TableDataset` (Arrow tables).
+
+        Files are split into byte ranges on line boundaries as ``read_text`` splits them,
+        and each split is parsed by ``pyarrow.csv`` into one table. Needs pyarrow
+        (``pip install 'distsys[columnar]'``).
+
+        Args:
+            paths: files, directories or glob patterns, as for ``read_text``.
+            format: ``"csv"``.
+            schema: ``{column: type}``, a type being a pyarrow type or its name
+                (``"int64"``, ``"float64"``, ``"string"``, ``"bool"``, ``"date32"``,
+                ``"timestamp[us]"``...). With ``header=True`` it picks columns of the
+                header (others are not read); with ``header=False`` it names every
+                column of the files, in order. None (only with a header): every column,
+                types inferred from the first megabyte of the first file.
+            header: the first line of each file names its columns.
+            delimiter: the field separator.
+            quotechar: the quote character (quoted fields must not hold line breaks).
+            partitions, split_size, encoding: as for ``read_text``.
+            errors: ``"fail"`` stops the job at a line that does not parse as the
+                schema says (a value of another type, another number of fields), naming
+                file and line; ``"skip"`` drops such lines and counts them.
+
+        Raises:
+            MissingLibraryError: pyarrow is not installed.
+            InvalidArgumentError: a path does not exist, a schema column missing from a
+                header, an unknown type or format, or another bad option.
+        """
+        if format != "csv":
+            raise InvalidArgumentError("read_table() format", format, "'csv'")
+        mode = _errors(errors)
+        codec = check_encoding(encoding)
+        for name, value in (("delimiter", delimiter), ("quotechar", quotechar)):
+            if not isinstance(value, str) or len(value) != 1:
+                raise InvalidArgumentError(f"read_table() {name}", value, "one character")
+        fmt = CsvTableFormat(bool(header), delimiter, quotechar, codec)
+        files = expand_paths(paths)
+        headers: dict[str, tuple[str, ...]] = {}
+        if fmt.header:
+            for path in files:
+                headers[path] = read_header(path, codec, delimiter, quotechar)
+                check_names(headers[path], path)
+        if schema is None:
+            if not fmt.header:
+                raise InvalidArgumentError(
+                    "read_table() schema",
+                    None,
+                    "a dict of column name -> type when the files have no header",
+                )
+            arrow = infer_schema(files[0], fmt, headers[files[0]])
+        else:
+            arrow = table_schema(schema, None, None)
+        for path in files:
+            if fmt.header:
+                table_schema({f.name: f.type for f in arrow}, headers[path], path)
+        size = self._split_size(files, partitions, split_size)
+        splits = plan_splits(files, size)
+        if fmt.header:
+            splits = [TextSplit(s.path, s.start, s.end, headers[s.path]) for s in splits]
+        names = tuple(headers.get(s.path) or tuple(arrow.names) for s in splits)
+        source = TableSource(tuple(splits), arrow, names, fmt, mode)
+        return TableDataset(Dataset(self, source), arrow)
 
     def _read(
         self,
