@@ -7,9 +7,9 @@ Run: ``.venv/bin/python benchmarks/bench_dataflow_local.py [--data DIR] [--size 
 Each workload is a table of contenders (name -> function) run one after another on the
 same generated inputs, with every result checked against the first contender's. The
 peer engines of the first three — Dask (bag / dataframe on a ``workers``-process
-``LocalCluster``), PySpark (``local[workers]``: RDD and SQL) and polars (the columnar
-reference) — live in ``dataflow_peers.py``; an engine whose library is missing is
-skipped with a note.
+``LocalCluster``), PySpark (``local[workers]``: RDD and SQL), Ray (tasks, word count
+only) and polars (the columnar reference) — live in ``dataflow_peers.py``; an engine
+whose library is missing is skipped with a note.
 
 1. **word count** over a Zipf corpus (``gen_corpus.py``; generated once under
    ``--data``): ``collections.Counter`` in one process; ``multiprocessing.Pool`` with one
@@ -17,7 +17,8 @@ skipped with a note.
    careful hand-written program reaches); distsys ``flat_map(str.split).count_by_value()``;
    distsys ``flat_map(str.split).map(pair).reduce_by_key(operator.add)``; Dask
    ``bag.map(str.split).flatten().frequencies()``; Spark ``flatMap / map /
-   reduceByKey`` and ``explode(split(...)).groupBy().count()``; polars.
+   reduceByKey`` and ``explode(split(...)).groupBy().count()``; Ray tasks over the Pool's
+   byte ranges; polars.
 2. **join + sum per group**: ``sales.csv`` (``--rows`` lines ``customer,count``) joined
    with ``customers.csv`` (``--customers`` lines ``customer,country``), the counts summed
    per country. One process: a dict of customers, one pass over the sales; the Pool: each
@@ -447,6 +448,7 @@ WORDCOUNT: dict[str, Run] = {
     "Dask bag, LocalCluster": _peer("dask", peers.wc_dask),
     "PySpark RDD, local": _peer("spark", peers.wc_spark_rdd),
     "PySpark SQL, local": _peer("spark", peers.wc_spark_sql),
+    "Ray tasks, byte ranges": _peer("ray", peers.wc_ray),
     "polars (columnar reference)": _peer("polars", peers.wc_polars),
 }
 JOIN: dict[str, Run] = {
@@ -471,7 +473,7 @@ ROWSORT: dict[str, Run] = {
     "multiprocessing.Pool, range partitioned": sort_pool,
     "distsys local sort_by + save_text": sort_distsys,
 }
-PEERS = ("dask", "spark", "polars")
+PEERS = ("dask", "spark", "ray", "polars")
 TABLES = [WORDCOUNT, JOIN, SORT, ROWSORT]  # how a child process finds its contender
 
 
@@ -702,10 +704,12 @@ class Target:
 
 
 def wordcount_targets(m: list[Measure]) -> list[Target]:
-    """Word count: each distsys contender within 1.3x of the Pool, faster than Dask and Spark."""
+    """Word count: each distsys contender within 1.3x of the Pool, faster than Dask, Spark
+    and Ray."""
     targets = []
     pool = m[1].seconds
-    peers_ = [x for x in m if getattr(WORDCOUNT[x.name], "engine", None) in ("dask", "spark")]
+    engines = ("dask", "spark", "ray")
+    peers_ = [x for x in m if getattr(WORDCOUNT[x.name], "engine", None) in engines]
     for x in m:
         if not x.name.startswith("distsys"):
             continue

@@ -1,4 +1,4 @@
-"""The peer engines of ``bench_dataflow_local.py``: Dask, PySpark and polars.
+"""The peer engines of ``bench_dataflow_local.py``: Dask, PySpark, Ray and polars.
 
 Each function runs one workload the way a user of that engine would write it, with the
 engine's start-up (cluster, session) inside the call, and returns ``(result, startup
@@ -14,6 +14,9 @@ file-name order, are the sorted ``word<TAB>count`` rows.
   each run so it neither lingers in the next contender's memory nor skips the next run's
   start-up. ``spark.sql.shuffle.partitions`` is set to ``2 x workers`` (the default 200
   tiny tasks would only slow it down on two cores).
+- **Ray**: ``ray.init(num_cpus=workers)`` on this machine, one task per byte range of
+  the corpus counting its words (the Pool's function, shipped by value), the Counters
+  merged in the driver — "Ray tasks", the word count only.
 - **polars**: lazy frames over the CSV files, its own thread pool (all cores).
 
 A missing library makes :func:`available` return a note instead; the benchmark then
@@ -42,6 +45,7 @@ __all__ = [
     "join_spark",
     "wc_dask",
     "wc_polars",
+    "wc_ray",
     "wc_spark_rdd",
     "wc_spark_sql",
 ]
@@ -52,6 +56,7 @@ MODULES = {
     "dask": ("dask.distributed", "dask.dataframe"),
     "spark": ("pyspark",),
     "polars": ("polars",),
+    "ray": ("ray",),
 }
 Result = tuple[Any, float | None]
 
@@ -66,6 +71,38 @@ def available(engine: str) -> str | None:
         if not found:
             return f"{engine} skipped: {module} is not installed (pip install 'distsys[{engine}]')"
     return None
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def wc_ray(corpus: list[str], workers: int) -> Result:
+    """Count the words with Ray tasks: one per byte range, as the Pool does."""
+    from collections import Counter
+
+    import ray
+    from ray import cloudpickle
+
+    import bench_dataflow_local as bench  # the byte ranges and the counting function
+
+    cloudpickle.register_pickle_by_value(bench)  # Ray's workers cannot import benchmarks/
+    started = time.perf_counter()
+    ray.init(
+        num_cpus=workers,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    try:
+        startup = time.perf_counter() - started
+        count = ray.remote(bench.count_words_range)
+        pending = [count.remote(part) for part in bench.byte_ranges(corpus, workers)]
+        total: Counter[str] = Counter()
+        for counts in ray.get(pending):
+            total.update(counts)
+        return dict(total), startup
+    finally:
+        ray.shutdown()
 
 
 # ---------------------------------------------------------------- Dask
