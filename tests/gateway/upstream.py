@@ -12,6 +12,10 @@ they stream in, so a 50 MB upload costs the server nothing. The path picks the a
 ``/status/N``         status N
 ``/hang``             never answers
 ``/close``            closes the connection without answering
+``/cut``              announces 100 bytes, sends 10, and closes the connection
+``/garbage``          answers with bytes that are not HTTP
+``/drop-reused``      on a reused connection, the first time: closes it without
+                      answering (as a server whose keep-alive timer raced the request)
 
 Anything else: 200 ``<name> <path>``. Every request is recorded in ``server.seen``.
 """
@@ -45,6 +49,7 @@ class _Conn(asyncio.Protocol):
         self.url = b""
         self.headers: dict[str, str] = {}
         self.size = 0
+        self.requests = 0
         self.paused_writing = False
         self.drained = asyncio.Event()
         self.drained.set()
@@ -99,6 +104,7 @@ class _Conn(asyncio.Protocol):
             self.size,
         )
         self.server.seen.append(seen)
+        self.requests += 1
         task = asyncio.get_running_loop().create_task(self.answer(seen))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -138,6 +144,14 @@ class _Conn(asyncio.Protocol):
             await asyncio.Event().wait()
         elif path == "/close":
             self.transport.close()
+        elif path == "/cut":
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.transport.close()
+        elif path == "/garbage":
+            self.transport.write(b"NOT HTTP AT ALL\r\n\r\n")
+        elif path == "/drop-reused" and self.requests > 1 and not self.server.dropped:
+            self.server.dropped = True
+            self.transport.close()
         else:
             self.reply(200, f"{name} {seen.target}".encode())
 
@@ -173,6 +187,7 @@ class Upstream:
     body_bytes: int = 0
     body_sent: int = 0
     write_pauses: int = 0
+    dropped: bool = False
     hold_reading: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 

@@ -288,3 +288,62 @@ async def test_a_server_that_closes_every_connection_is_not_retried_forever() ->
             assert pool.statistics().connections == 0
     finally:
         server.close()
+
+
+class _Recorder(Response):
+    """A response that notes the connection's callbacks, as the gateway's fast path does."""
+
+    __slots__ = ("events",)
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        super()._head(status, headers)
+        self.events = [f"head {status}"]
+
+    def _complete(self) -> None:
+        super()._complete()
+        self.events.append("complete")
+
+    def _fail(self, exc: BaseException) -> None:
+        super()._fail(exc)
+        self.events = [*getattr(self, "events", []), f"fail {type(exc).__name__}"]
+
+
+async def test_start_nowait_needs_an_idle_connection_and_opens_one_ahead(
+    pool: ConnectionPool, server: TestServer
+) -> None:
+    head = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+    assert pool.start_nowait(b"GET", head, _Recorder) is None  # unbound: nothing idle
+    await (await pool.request("GET", "/hello")).read()
+    assert pool.statistics().idle == 1
+    first = pool.start_nowait(b"GET", head, _Recorder)
+    assert first is not None
+    assert pool.start_nowait(b"GET", head, _Recorder) is None  # the only one is busy ...
+    await eventually(lambda: pool.statistics().connections == 2)  # ... so one more opens
+    await eventually(lambda: first.complete)
+    assert first.events == ["head 200", "complete"]
+    assert await first.read() == b"hello from test"
+    second = pool.start_nowait(b"GET", head, _Recorder)
+    assert second is not None
+    await eventually(lambda: second.complete)
+    stats = pool.statistics()
+    assert (stats.requests, stats.opened, stats.idle, stats.stale_retries) == (3, 2, 2, 0)
+
+
+async def test_start_nowait_reports_a_lost_connection_through_fail(
+    pool: ConnectionPool, server: TestServer
+) -> None:
+    await (await pool.request("GET", "/hello")).read()
+    response = pool.start_nowait(b"GET", b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\n", _Recorder)
+    assert response is not None
+    await eventually(lambda: bool(getattr(response, "events", None)))
+    assert response.events == ["fail ConnectionLostError"]
+    with pytest.raises(ConnectionLostError, match="before responding"):
+        await response.read()
+    assert pool.start_nowait(b"GET", b"", _Recorder, replay=True) is None
+    assert pool.statistics().stale_retries == 1  # counted even when send() takes it
+
+
+async def test_start_nowait_on_a_closed_pool_raises(pool: ConnectionPool) -> None:
+    await pool.aclose()
+    with pytest.raises(DistsysError, match="closed"):
+        pool.start_nowait(b"GET", b"GET / HTTP/1.1\r\n\r\n", Response)

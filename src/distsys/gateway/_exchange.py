@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from distsys.balancer import Pick
     from distsys.gateway._body import RequestBody
     from distsys.gateway._downstream import Downstream
+    from distsys.gateway._fast import FastAnswer
+    from distsys.gateway._routes import Route
+    from distsys.http import Response
+    from distsys.resilience import Permit
+    from distsys.service._client_instance import Upstream
 
 __all__ = ["Exchange"]
 
@@ -49,9 +57,32 @@ class Exchange:
     retried: bool = False
     conn: Downstream | None = None
 
+    # Admitted to its route (counted in flight, deadline armed), by either path.
+    route: Route | None = None
+    deadline: float = 0.0  # 0: not armed yet
+    timer: asyncio.TimerHandle | None = None
+    request_line: bytes = b""  # request line + forwarded headers, without the budget line
+    # The attempts so far, as the fast path hands them to the worker task (_fast.py).
+    fast: FastAnswer | None = None  # the fast path's attempt in flight
+    attempt: int = 0
+    tried: list[str] | None = None
+    last_error: Exception | None = None
+    kept: tuple[Response, bytes] | None = None  # a 5xx answer, should retries run out
+    retry_pending: bool = False  # the last attempt failed: decide its retry first
+    pick: Pick | None = None  # an instance picked and admitted, not sent to yet
+    permit: Permit | None = None
+    upstream: Upstream | None = None
+    attempt_start: float = 0.0
+    response: Response | None = None  # its answer, whose body is to be streamed
+
     def expire(self) -> None:
-        """The deadline passed: stop the exchange (its worker answers 504, or aborts)."""
+        """The deadline passed: stop the exchange (answer 504, or abort)."""
         self.timed_out = True
         conn = self.conn
-        if conn is not None and conn.current is self and conn.task is not None:
+        if conn is None or conn.current is not self:
+            return  # not started, or between the two paths: the worker checks timed_out
+        fast = self.fast
+        if fast is not None:
+            fast.expire()
+        elif conn.task is not None:
             conn.task.cancel()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from distsys.gateway._routes import RouteTable
@@ -13,6 +15,8 @@ if TYPE_CHECKING:
     from distsys.gateway._downstream import Downstream
 
 __all__ = ["Frontend"]
+
+log = logging.getLogger("distsys.gateway")
 
 
 class Frontend:
@@ -30,6 +34,7 @@ class Frontend:
     """
 
     __slots__ = (
+        "_ready",
         "connections",
         "draining",
         "header_timeout",
@@ -48,6 +53,7 @@ class Frontend:
         self.connections: set[Downstream] = set()
         self.unmatched = RouteStats("(unmatched)")
         self.draining = False
+        self._ready: list[Callable[[], None]] = []
         self.max_header_bytes = 0
         self.max_headers = 0
         self.max_body_bytes = 0
@@ -62,6 +68,23 @@ class Frontend:
         self.max_body_bytes = int(limits.max_body_bytes)
         self.header_timeout = float(limits.header_timeout)
         self.idle_timeout = float(limits.idle_timeout)
+
+    def soon(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the loop has read what this round brought, with the
+        others of the round (one loop handle per round, not one per call)."""
+        ready = self._ready
+        ready.append(callback)
+        if len(ready) == 1:
+            self.loop.call_soon(self._run_ready)
+
+    def _run_ready(self) -> None:
+        ready = self._ready
+        self._ready = []
+        for callback in ready:
+            try:
+                callback()
+            except Exception:  # a bug: the round's other callbacks must still run
+                log.exception("a gateway callback failed")
 
     @property
     def in_flight(self) -> int:

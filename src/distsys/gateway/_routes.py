@@ -160,7 +160,7 @@ class RouteTable:
     matched for its whole life.
     """
 
-    __slots__ = ("_by_prefix", "_has_hosts", "_lengths", "routes")
+    __slots__ = ("_by_prefix", "_lengths", "routes", "uses_hosts")
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
@@ -171,12 +171,9 @@ class RouteTable:
             group.sort(key=lambda r: (r.host is None, r.methods is None, r.index))
         self._by_prefix = {prefix: tuple(group) for prefix, group in by_prefix.items()}
         self._lengths = tuple(sorted({len(p) for p in by_prefix}, reverse=True))
-        self._has_hosts = any(route.host is not None for route in self.routes)
-
-    @property
-    def uses_hosts(self) -> bool:
-        """Whether a route is bound to a Host (else the Host header is never looked at)."""
-        return self._has_hosts
+        # Whether a route is bound to a Host (else the Host header is never looked at);
+        # an attribute, not a property: it is read on every request.
+        self.uses_hosts = any(route.host is not None for route in self.routes)
 
     def match(self, method: bytes, path: bytes, host: bytes | None) -> Route | None:
         """Return the route for a request, or None (see :meth:`allowed` for 404 vs 405).

@@ -9,6 +9,11 @@ the close is noticed; a request that finds it closed just before writing moves t
 connection, and a request written to a reused connection that closes without one byte of
 response is sent once more on a fresh connection — if it is idempotent and its body is
 not a consumed stream (the server may have processed a non-idempotent one).
+
+``start_nowait`` is the callback-driven twin of ``send`` for a proxy's common case — a
+request without a body and an idle connection ready: it writes the request and returns
+at once; the connection's callbacks then drive a :class:`Response` subclass directly,
+with no task woken and no future per response.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from distsys.clock import TimerHandle
 from distsys.errors import ArgumentTypeError, DistsysError, InvalidArgumentError
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     from distsys.http._headers import HeaderInput
 
 __all__ = ["ConnectionPool"]
+
+R = TypeVar("R", bound=Response)
 
 
 def _authority(host: str, port: int) -> tuple[str, bytes]:
@@ -96,6 +103,7 @@ class ConnectionPool:
         "_read_buffer",
         "_requests",
         "_reused",
+        "_spare",
         "_stale_retries",
         "_sweeper",
         "_waiters",
@@ -130,6 +138,7 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._open = 0
         self._sweeper: TimerHandle | None = None
+        self._spare: asyncio.Task[None] | None = None  # a connection being opened ahead
         self._closed = False
         self._requests = 0
         self._reused = 0
@@ -258,6 +267,68 @@ class ConnectionPool:
             if guard is not None:
                 guard.close()
             raise
+
+    def start_nowait(
+        self, method: bytes, head: bytes, response: type[R], *, replay: bool = False
+    ) -> R | None:
+        """Start a request without a body on an idle connection, without waiting.
+
+        The caller learns the outcome from the response's connection-fed hooks (see
+        :class:`Response`): nothing awaits it, no Context bounds it — the caller owns
+        its deadline and ends it with ``response.close()``. Call it on the pool's loop
+        (the pool binds to the loop of its first :meth:`send`).
+
+        Args:
+            method: the method, as in the head.
+            head: the encoded head (request line, headers, blank line).
+            response: the :class:`Response` subclass to make.
+            replay: the request is sent again because the pooled connection it went out
+                on turned out closed: count it in ``stale_retries`` (also when None is
+                returned: the caller then sends it with :meth:`send`).
+
+        Returns:
+            The response (its head has not arrived), or None when no connection is idle
+            (nothing was sent; use :meth:`send`). A miss starts opening one more
+            connection in the background, within ``max_connections``, so that a pool
+            serving requests this way grows to their concurrency.
+
+        Raises:
+            DistsysError: the pool is closed.
+        """
+        if self._closed:
+            raise DistsysError(f"the connection pool of {self.address} is closed")
+        if replay:
+            self._stale_retries += 1
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if conn.closed or transport is None or transport.is_closing():
+                conn.abort()  # closed while idle: nothing was sent on it
+                continue
+            conn.idle_since = 0.0
+            self._requests += 1
+            self._reused += 1
+            made = response(method, self.address, conn, None, self._read_buffer)
+            conn.start(made, head, None, False)
+            return made
+        if self._spare is None and self._open < self._max_connections and self._loop is not None:
+            # Open one more connection for the next requests: without it, requests that
+            # find none idle would wait for a busy one and the pool would never grow to
+            # the concurrency it serves.
+            self._open += 1
+            self._spare = self._loop.create_task(self._open_spare())
+        return None
+
+    async def _open_spare(self) -> None:
+        """Open a connection in a slot already counted in ``_open``; pool it as idle."""
+        try:
+            conn = await self._connect(None)
+        except (Exception, asyncio.CancelledError):
+            return  # counted by _connect (connect_errors); the next request retries
+        finally:
+            self._spare = None
+        self._release(conn)
 
     # ---------------------------------------------------------- connections
 
@@ -407,6 +478,8 @@ class ConnectionPool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._spare is not None:
+            self._spare.cancel()
         while self._idle:
             conn = self._idle.pop()
             conn.idle_since = 0.0

@@ -35,6 +35,13 @@ class Response:
 
     Safe within one event loop; one consumer at a time.
 
+    The connection feeds it through four methods, called from its protocol callbacks:
+    ``_head(status, headers)``, ``_feed(chunk)``, ``_complete()`` (the whole response has
+    arrived; the connection goes back to its pool right after) and ``_fail(exc)``. A
+    subclass started with :meth:`ConnectionPool.start_nowait` may extend them to act on
+    the response as it arrives (keeping what they do to the response's state); they
+    must not raise.
+
     Attributes:
         status: the status code (1xx responses are skipped, so >= 200).
         method: the request's method (``b"GET"`` ...).
