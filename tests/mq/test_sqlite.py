@@ -494,6 +494,61 @@ async def test_concurrent_publishes_share_transactions(tmp_path: Path) -> None:
         assert sorted(got, key=int) == [str(i) for i in range(200)]
 
 
+async def test_a_topic_out_of_numbers_refuses_publishes_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mq.db"
+    async with opened(path) as broker:
+        await broker.create_group("t", "g")
+        assert await broker.publish("t", b"first") == "1"  # the topic is known from here on
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("UPDATE topics SET number_floor = ?", ((1 << NUMBER_BITS) - 1,))
+        assert await broker.publish("t", b"last") == str((1 << NUMBER_BITS) - 1)
+        with pytest.raises(BackendUnavailableError, match="used all its"):
+            await broker.publish("t", b"one too many")  # one message: a statement of its own
+        with pytest.raises(BackendUnavailableError, match="used all its"):
+            await broker.publish_batch("t", [b"a", b"b"])
+        assert await take(broker, "t", "g", 2) == ["first", "last"]
+        assert (await broker.depth("t", "g")).total == 0
+
+
+async def test_a_lone_publisher_skips_the_loop_turn_but_lets_timers_run(tmp_path: Path) -> None:
+    async with opened(tmp_path / "mq.db") as broker:
+        await broker.create_group("t", "g")
+        await broker.publish("t", b"warm-up")
+        loop = asyncio.get_running_loop()
+        published: list[str] = []
+        fired: list[int] = []
+        loop.call_later(0, lambda: fired.append(len(published)))
+        before = broker.statistics().backend
+        for _ in range(100):
+            published.append(await broker.publish("t", b"x"))
+        after = broker.statistics().backend
+        assert after["transactions"] - before["transactions"] == 100  # one each: nobody to share
+        assert fired  # the loop turned now and then: within every few publishes
+        assert fired[0] <= 20
+
+
+async def test_acks_of_one_fetch_some_stale_ack_only_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "mq.db"
+    async with opened(path) as broker:
+        await broker.create_group("t", "g")
+        await broker.publish_batch("t", [b"a", b"b", b"c"])
+        async with broker.subscribe("t", "g", prefetch=3) as sub:
+            got = [await sub.receive(timeout=WAIT) for _ in range(3)]
+            deliveries = [d for d in got if d is not None]
+            assert [d.payload for d in deliveries] == [b"a", b"b", b"c"]
+            with closing(sqlite3.connect(path, isolation_level=None)) as other:
+                # Another consumer took "b" over (its lease is gone) before these acks.
+                other.execute("DELETE FROM pending WHERE position & 3 = 2")
+            acked = await asyncio.gather(*(d.ack() for d in deliveries))
+            assert acked == [True, False, True]
+            assert sub.statistics().stale_acks == 1
+        assert rows(path, "SELECT count(*) FROM pending") == [(0,)]
+        kept = rows(path, "SELECT payload FROM messages")
+        assert kept == [(b"b",)]  # acked by nobody yet: still there
+
+
 async def test_a_closed_broker_ends_waiting_consumers(tmp_path: Path) -> None:
     broker = SQLiteBroker(url_of(tmp_path / "mq.db"), poll_interval=60.0)
     sub = broker.subscribe("t", "g")

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, cast
 
 from distsys.backends import BackendURL
 from distsys.clock import Clock, MonotonicClock, TimerHandle
@@ -62,6 +62,7 @@ DEFAULT_ACK_WAIT = 30.0
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_PREFETCH = 16
 ERROR_HEADER_LIMIT = 2000  # characters of a handler's error kept on a dead letter
+TOPICS_REMEMBERED = 1024  # valid topic names a broker remembers, so as not to check them again
 _INF = math.inf
 
 
@@ -205,7 +206,10 @@ class Delivery:
             is corrupted either way; a False ack is counted in the statistics.
         """
         self._settle()
-        return await self._subscription._ack(self._raw)
+        subscription = self._subscription
+        ok = await subscription._queue_ack(self._raw)
+        subscription._counts["acked" if ok else "stale_acks"] += 1
+        return ok
 
     async def nack(self, delay: float | None = None, *, error: str | None = None) -> bool:
         """Hand the message back for redelivery after ``delay`` seconds.
@@ -294,6 +298,9 @@ class Subscription:
         self._join_timer: TimerHandle | None = None
         self._join_timer_due = math.inf
         self._pending_acks: builtins.list[tuple[RawDelivery, asyncio.Future[bool]]] = []
+        # The loop of the last fetch: its deliveries are settled there (asking asyncio
+        # for the running loop costs a system call, getpid, per ack).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._ack_writers: set[asyncio.Task[None]] = set()
         self._closed = False
         self._counts = dict.fromkeys(SubscriptionStatistics.__slots__, 0)
@@ -336,6 +343,7 @@ class Subscription:
     async def _fetch(self, give_up: float | None) -> None:
         """Fetch into the buffer, waiting until ``give_up`` (at most a second) for messages."""
         self._fetching = True
+        self._loop = asyncio.get_running_loop()
         try:
             await self._acks_written()
             fetcher = await self._ensure_fetcher()
@@ -357,8 +365,11 @@ class Subscription:
 
         Handlers tend to ack and receive again at about the same time; a fetch made before
         their acks are written would leave the messages it got for them in the buffer
-        meanwhile (redelivered, should this process die before handing them out).
+        meanwhile (redelivered, should this process die before handing them out). With no
+        ack queued or in flight there is nothing to wait for: the fetch goes at once.
         """
+        if not (self._pending_acks or self._ack_writers):
+            return
         await asyncio.sleep(0)  # acks made on this turn of the loop: their writer starts next
         if not self.broker.fetch_after_acks:
             return
@@ -481,7 +492,16 @@ class Subscription:
         await self._ack(raw, count=False)
 
     async def _ack(self, raw: RawDelivery, *, count: bool = True) -> bool:
-        loop = asyncio.get_running_loop()
+        ok = await self._queue_ack(raw)
+        if count:
+            self._counts["acked" if ok else "stale_acks"] += 1
+        return ok
+
+    def _queue_ack(self, raw: RawDelivery) -> asyncio.Future[bool]:
+        """Queue an ack for the writer; the future tells whether it held (False: stale)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         pending = self._pending_acks
         pending.append((raw, future))
@@ -491,10 +511,7 @@ class Subscription:
             writer = loop.create_task(self._write_acks())
             self._ack_writers.add(writer)
             writer.add_done_callback(self._ack_writers.discard)
-        ok = await future
-        if count:
-            self._counts["acked" if ok else "stale_acks"] += 1
-        return ok
+        return future
 
     async def _write_acks(self) -> None:
         batch, self._pending_acks = self._pending_acks, []
@@ -502,13 +519,25 @@ class Subscription:
             fetcher = await self._ensure_fetcher()
             results = await fetcher.ack([raw for raw, _ in batch])
         except BaseException as exc:
+            self._ack_written()
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self._ack_written()
         for (_, future), ok in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(ok)
+
+    def _ack_written(self) -> None:
+        """Take the current writer out of those in flight, before it wakes its handlers.
+
+        (Its done callback would do it a turn later: the handlers, woken first, would find
+        it still in flight and wait for it before they fetch.)
+        """
+        writer = asyncio.current_task()
+        if writer is not None:
+            self._ack_writers.discard(writer)
 
     async def _nack(self, raw: RawDelivery, delay: float, error: str | None) -> bool:
         if raw.attempt >= self.max_deliveries:
@@ -630,12 +659,20 @@ class BrokerBase:
         self.wall = wall
         self._closed = False
         self._subscriptions: set[Subscription] = set()
+        self._valid_topics: set[str] = set()  # topic names published to (at most 1024)
         self._published = 0
         self._dead_lettered = 0
 
     def _check_open(self) -> None:
         if self._closed:
             raise BackendUnavailableError(str(self.url), "this broker client has been closed")
+
+    def _check_topic(self, topic: str) -> None:
+        """Check a topic name to publish to (remembering a few valid ones: no regex twice)."""
+        if type(topic) is not str or topic not in self._valid_topics:
+            check_name("topic", topic)
+            if len(self._valid_topics) < TOPICS_REMEMBERED:
+                self._valid_topics.add(topic)
 
     def _outgoing(self, message: bytes | Outgoing, deadline: float | None) -> Outgoing:
         if isinstance(message, Outgoing):
@@ -688,17 +725,16 @@ class BrokerBase:
             InvalidArgumentError / ArgumentTypeError: a bad topic, payload or option.
         """
         self._check_open()
-        check_name("topic", topic)
-        out = Outgoing(
-            check_payload(payload),
-            check_headers(headers),
-            _check_key(key),
-            check_delay("delay", delay),
-        )
-        deadline = self._deadline(ctx)
-        if deadline is not None:
-            out.headers.setdefault(HEADER_DEADLINE, f"{deadline:.6f}")
-        (message_id,) = await self._publish(topic, [out])
+        self._check_topic(topic)
+        body = check_payload(payload)
+        fields = check_headers(headers)
+        name = _check_key(key)
+        wait = check_delay("delay", delay)
+        if ctx is not None:
+            deadline = self._deadline(ctx)
+            if deadline is not None:
+                fields.setdefault(HEADER_DEADLINE, f"{deadline:.6f}")
+        message_id = await self._publish_one(topic, body, fields, name, wait)
         self._published += 1
         return message_id
 
@@ -712,14 +748,17 @@ class BrokerBase:
         """Store several messages in one round trip (one transaction where the backend
         has them); return their ids in order."""
         self._check_open()
-        check_name("topic", topic)
+        self._check_topic(topic)
         if isinstance(messages, bytes | str) or not isinstance(messages, Sequence):
             raise ArgumentTypeError("messages", messages, "a sequence of bytes or Outgoing")
         deadline = self._deadline(ctx)
-        outgoing = [self._outgoing(m, deadline) for m in messages]
-        if not outgoing:
+        if not messages:
             return []
-        ids = await self._publish(topic, outgoing)
+        if deadline is None and all(type(m) is bytes for m in messages):
+            payloads = cast(builtins.list[bytes], builtins.list(messages))
+            ids = await self._publish_payloads(topic, payloads)
+        else:
+            ids = await self._publish(topic, [self._outgoing(m, deadline) for m in messages])
         self._published += len(ids)
         return ids
 
@@ -819,6 +858,20 @@ class BrokerBase:
 
     async def _publish(self, topic: str, messages: builtins.list[Outgoing]) -> builtins.list[str]:
         raise NotImplementedError
+
+    async def _publish_one(
+        self, topic: str, payload: bytes, headers: dict[str, str], key: str | None, delay: float
+    ) -> str:
+        """Store one checked message; return its id (a backend may take a leaner path)."""
+        (message_id,) = await self._publish(topic, [Outgoing(payload, headers, key, delay)])
+        return message_id
+
+    async def _publish_payloads(
+        self, topic: str, payloads: builtins.list[bytes]
+    ) -> builtins.list[str]:
+        """Store bare payloads (no headers, key or delay) in one batch; a backend may take
+        a leaner path than :meth:`_publish`."""
+        return await self._publish(topic, [Outgoing(payload, {}) for payload in payloads])
 
     async def _open_fetcher(self, subscription: Subscription) -> Fetcher:
         """Return the backend's fetcher for ``subscription`` (its topic, group, consumer,

@@ -3,6 +3,12 @@
 Every publish, ack and nack is queued; the first write queued in an idle moment lets the
 event loop turn once before it flushes, so the writes that every task ready to run makes
 meanwhile are applied together — one ``BEGIN IMMEDIATE`` ... ``COMMIT`` for all of them.
+That turn is skipped when no other callback is ready to run (nobody could add a write to
+the batch, so the write would go alone anyway): a lone publisher pays for its transaction,
+not for a turn of the loop too. Asyncio's own loop keeps its ready callbacks in a queue
+that can be looked at; on a loop without one the turn is always taken. So that such a
+writer still lets the loop look at its timers and sockets, at most
+:data:`MAX_SKIPPED_TURNS` writes in a row skip it.
 The flush runs inline on the loop (see :mod:`distsys.backends._sqlite_executor`) when the
 write lock is free and the batch is small; otherwise it goes to the worker thread, and
 what is queued while the worker writes (or waits for another process's lock) goes in the
@@ -15,16 +21,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 from distsys.backends._sqlite_executor import BUSY, INLINE_WEIGHT, Executor
 
-__all__ = ["MAX_BATCH", "GroupCommit"]
+__all__ = ["MAX_BATCH", "MAX_SKIPPED_TURNS", "GroupCommit"]
 
 Op = TypeVar("Op")
 
 MAX_BATCH: Final = 1024
 """Operations written in one transaction at most (a bound on how long it holds the lock)."""
+MAX_SKIPPED_TURNS: Final = 16
+"""Writes in a row that may skip the loop's turn before one takes it (see the module docs)."""
+
+
+def _alone(loop: asyncio.AbstractEventLoop) -> bool:
+    """Tell whether no other callback is ready to run on ``loop`` (False when unknown)."""
+    ready = getattr(loop, "_ready", None)  # asyncio's BaseEventLoop: a deque of handles
+    return ready is not None and not ready
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -63,6 +77,7 @@ class GroupCommit(Generic[Op]):
         self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
         self._scheduled = False  # a flush is due on the loop's next turn
         self._busy = False  # a batch is on the worker thread
+        self._skipped = 0  # writes in a row that flushed without a turn of the loop
         self.transactions = 0
         """Transactions committed (or attempted) so far."""
         self.writes = 0
@@ -73,13 +88,27 @@ class GroupCommit(Generic[Op]):
 
         The first write queued in an idle moment leads: it lets the loop turn once, so
         that every task ready to run queues its writes, then flushes them itself (its
-        caller resumes without another turn of the loop).
+        caller resumes without another turn of the loop). When no other callback is ready
+        to run, it flushes at once.
         """
         loop = asyncio.get_running_loop()
+        idle = not (self._scheduled or self._busy)  # then nothing is queued either
+        if idle and self._skipped < MAX_SKIPPED_TURNS and _alone(loop):
+            # Nobody could join this transaction: write it now, alone.
+            self._skipped += 1
+            ops = [op]
+            self.transactions += 1
+            self.writes += 1
+            results = self._executor.try_inline(self._apply, (ops,), self._weigh(op))
+            if results is not BUSY:
+                self._committed(ops)
+                return cast(list[Any], results)[0]
+            return await self._to_worker(op, loop)
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, future))
-        if self._scheduled or self._busy:
+        if not idle:
             return await future
+        self._skipped = 0
         self._scheduled = True
         try:
             await asyncio.sleep(0)
@@ -90,6 +119,20 @@ class GroupCommit(Generic[Op]):
         if future.done():
             return future.result()
         return await future  # it went to the worker, or did not fit this batch
+
+    async def _to_worker(self, op: Op, loop: asyncio.AbstractEventLoop) -> Any:
+        """Write ``op`` alone on the worker (the lock was held elsewhere); return its result."""
+        future: asyncio.Future[Any] = loop.create_future()
+        batch = [(op, future)]
+        try:
+            self._executor.submit(
+                self._apply, ([op],), lambda result, error: self._finished(batch, result, error)
+            )
+        except Exception as exc:
+            self._finished(batch, None, exc)
+        else:
+            self._busy = True
+        return await future
 
     def _flush(self) -> None:
         self._scheduled = False

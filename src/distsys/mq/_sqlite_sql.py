@@ -21,6 +21,8 @@ __all__ = [
     "GROUP_CURSOR",
     "INSERT",
     "INSERT_DELAYED",
+    "INSERT_NEW",
+    "INSERT_ONE",
     "LEASED",
     "LEASE_FRESH",
     "MARK",
@@ -51,9 +53,29 @@ INSERT: Final = (
     "INSERT INTO messages (position, payload, headers, key, published_at, number)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+# New messages are bound without None and without bytes: Python's sqlite3 binds int, float,
+# str and bytearray directly but runs its adapter lookup (about a microsecond) on any other
+# value. So payload and headers come as bytearray, no headers as an empty one and no key as
+# '' (neither is a possible value), and the statements turn those into NULL.
+INSERT_NEW: Final = (
+    "INSERT INTO messages (position, payload, headers, key, published_at)"
+    " VALUES (?, ?, nullif(?, x''), nullif(?, ''), ?)"
+)
+# One message, numbered and stored in one statement (a transaction of its own in autocommit
+# mode: its write lock is taken before it reads). ?1 is the topic's base position, ?2 the
+# end of its range, ?7 its id, ?8 the number limit: no row is written past it.
+INSERT_ONE: Final = """
+    INSERT INTO messages (position, payload, headers, key, published_at)
+    SELECT ?1 + next, ?3, nullif(?4, x''), nullif(?5, ''), ?6 FROM (
+        SELECT max(number_floor, coalesce((SELECT max(position) FROM messages
+                                           WHERE position >= ?1 AND position < ?2)
+                                          - ?1 + 1, 0)) AS next
+        FROM topics WHERE id = ?7)
+    WHERE next < ?8
+"""
 INSERT_DELAYED: Final = (
     "INSERT INTO delayed (topic, number, due, payload, headers, key, published_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, nullif(?, x''), nullif(?, ''), ?)"
 )
 PROMOTE: Final = (
     "DELETE FROM delayed WHERE topic = ? AND due <= ?"
@@ -90,8 +112,9 @@ LEASE_FRESH: Final = (
 BY_POSITION: Final = (
     f"SELECT {COLUMNS} FROM messages WHERE position IN (SELECT value FROM json_each(?))"
 )
-# Acks read the matching leases as one JSON row, then delete them: RETURNING would cost a
-# step, and a round trip of the GIL, per row.
+# Acks delete their leases with ACK and compare the count; only when some were stale (the
+# count falls short) is that undone and LEASED asked which leases exist, as one JSON row
+# (RETURNING would cost a step, and a round trip of the GIL, per row).
 LEASED: Final = (
     "SELECT json_group_array(position) FROM pending WHERE grp = ? AND due = ? AND token = ?"
     " AND position IN (SELECT value FROM json_each(?))"

@@ -8,7 +8,10 @@ described in :mod:`distsys.mq._sqlite_schema`.
 
 Writes (publishes, acks, nacks) come in batches from the broker's group commit: one
 ``BEGIN IMMEDIATE`` transaction applies every operation queued meanwhile, so concurrent
-callers share one commit. A fetch claims up to
+callers share one commit; a batch of one publish of one message is a single ``INSERT``
+in autocommit mode (:data:`~distsys.mq._sqlite_sql.INSERT_ONE`), its own transaction.
+Values are bound as Python's sqlite3 binds fastest (see
+:data:`~distsys.mq._sqlite_sql.INSERT_NEW`). A fetch claims up to
 ``limit`` messages in one transaction, with set-based statements (one ``UPDATE ...
 RETURNING`` for redeliveries, one range ``SELECT`` and one ``INSERT ... SELECT`` for new
 messages), so the per-message cost is a few B-tree steps inside SQLite.
@@ -34,6 +37,7 @@ from distsys.mq._sqlite_records import (
     WriteOp,
     decode_headers,
     decode_positions,
+    encode_positions,
 )
 from distsys.mq._sqlite_schema import NUMBER_BITS, SCHEMA
 
@@ -45,10 +49,6 @@ CLOCK_SLACK: Final = 1.0
 """Seconds the stored clock mark may lie ahead of the clock before we call it a reboot."""
 CLOCK_MARK_STEP: Final = 1.0
 """The clock mark is rewritten once it is this many seconds behind (not on every write)."""
-
-
-def _json(numbers: Sequence[int]) -> str:
-    return f"[{','.join(map(str, numbers))}]"
 
 
 def _earliest(*times: float | None) -> float | None:
@@ -318,7 +318,7 @@ class QueueStore:
     @staticmethod
     def _redeliveries(conn: sqlite3.Connection, grp: int, again: list[Any]) -> list[Any]:
         """Return the message rows of redelivered positions, with attempt and error."""
-        listed = _json([position for position, _, _ in again])
+        listed = encode_positions([position for position, _, _ in again])
         found = {row[0]: row for row in conn.execute(sql.BY_POSITION, (listed,))}
         rows = []
         for position, attempt, error in again:
@@ -370,6 +370,12 @@ class QueueStore:
 
     def apply(self, ops: Sequence[WriteOp]) -> list[object]:
         """Apply a group commit's operations in one transaction; return their results."""
+        if len(ops) == 1:
+            op = ops[0]
+            if type(op) is PublishOp and len(op.rows) == 1 and not op.rows[0][3]:
+                topic = self._topics.get(op.topic)
+                if topic is not None:
+                    return [self._publish_one(topic, op)]
         conn = self.connection()
         results: list[object] = []
         with self._write(conn):
@@ -386,6 +392,35 @@ class QueueStore:
                     results.append(cursor.rowcount == 1)
         return results
 
+    def _publish_one(self, topic: int, op: PublishOp) -> list[str]:
+        """Store one message due now on a known topic: one statement, its own transaction.
+
+        The common write, made lean: the statement numbers the message itself and takes
+        the write lock before it reads (a lock held elsewhere fails it at once, or makes
+        the worker wait, as ``BEGIN IMMEDIATE`` would), and it commits on its own.
+        """
+        payload, headers, key, _ = op.rows[0]
+        base = topic << NUMBER_BITS
+        cursor = self.connection().execute(
+            sql.INSERT_ONE,
+            (
+                base,
+                base + NUMBER_LIMIT,
+                bytearray(payload),
+                bytearray(headers or b""),
+                key or "",
+                op.published_at,
+                topic,
+                NUMBER_LIMIT,
+            ),
+        )
+        position = cursor.lastrowid
+        if cursor.rowcount != 1 or position is None:
+            raise BackendUnavailableError(
+                self.url, f"topic {op.topic!r} has used all its {NUMBER_LIMIT - 1} message numbers"
+            )
+        return [str(position - base)]
+
     def _publish(self, conn: sqlite3.Connection, op: PublishOp) -> list[str]:
         topic = self._topic(conn, op.topic, create=True)
         assert topic is not None
@@ -393,46 +428,55 @@ class QueueStore:
         first = self._numbers(conn, topic, op.topic, len(op.rows), reserve=delays)
         base = topic << NUMBER_BITS
         when = op.published_at
+        # Bound as sql.INSERT_NEW explains: no None, no bytes.
         if not delays:
-            conn.executemany(
-                sql.INSERT,
-                [
-                    (base + first + i, payload, headers, key, when, None)
-                    for i, (payload, headers, key, _) in enumerate(op.rows)
-                ],
-            )
+            start = base + first
+            rows = [
+                (start + i, bytearray(blob), bytearray(more or b""), name or "", when)
+                for i, (blob, more, name, _) in enumerate(op.rows)
+            ]
+            conn.executemany(sql.INSERT_NEW, rows)
         else:
             self._mark(conn, op.now)
             now_rows, later_rows = [], []
             for i, (payload, headers, key, delay) in enumerate(op.rows):
+                blob, more, name = bytearray(payload), bytearray(headers or b""), key or ""
                 if delay > 0:
                     due = op.now + delay
-                    later_rows.append((topic, first + i, due, payload, headers, key, when))
+                    later_rows.append((topic, first + i, due, blob, more, name, when))
                 else:
-                    now_rows.append((base + first + i, payload, headers, key, when, None))
-            conn.executemany(sql.INSERT, now_rows)
+                    now_rows.append((base + first + i, blob, more, name, when))
+            conn.executemany(sql.INSERT_NEW, now_rows)
             conn.executemany(sql.INSERT_DELAYED, later_rows)
         return [str(first + i) for i in range(len(op.rows))]
 
     def _ack(self, conn: sqlite3.Connection, op: AckOp) -> set[tuple[int, int]]:
-        acked: set[tuple[int, int]] = set()
+        stale: set[tuple[int, int]] = set()
         positions: list[int] = []
         for (due, token), wanted in op.leases.items():
-            listed = _json(wanted)
-            ((leased,),) = conn.execute(sql.LEASED, (op.grp, due, token, listed)).fetchall()
-            found: list[int] = decode_positions(leased)
-            if not found:
-                continue
-            if len(found) < len(wanted):  # some were stale
-                listed = leased
-            conn.execute(sql.ACK, (op.grp, due, token, listed))
-            acked.update((token, position) for position in found)
+            listed = encode_positions(wanted)
+            # Acks are rarely stale (the caller drops those whose deadline has passed), so
+            # delete first; only if some lease was missing, undo that and look at which.
+            conn.execute("SAVEPOINT ack")
+            deleted = conn.execute(sql.ACK, (op.grp, due, token, listed)).rowcount
+            if deleted == len(wanted):
+                conn.execute("RELEASE ack")
+                found: list[int] = wanted
+            else:
+                conn.execute("ROLLBACK TO ack")
+                conn.execute("RELEASE ack")
+                ((leased,),) = conn.execute(sql.LEASED, (op.grp, due, token, listed)).fetchall()
+                found = decode_positions(leased)
+                stale.update((token, position) for position in set(wanted).difference(found))
+                if not found:
+                    continue
+                conn.execute(sql.ACK, (op.grp, due, token, leased))
             positions.extend(found)
         if positions:
             ((groups,),) = conn.execute(
                 "SELECT group_count FROM topics WHERE id = ?", (op.topic,)
             ).fetchall()
-            listed = _json(positions)
+            listed = encode_positions(positions)
             if groups <= 1:  # the common case: the only group is done with them
                 conn.execute(sql.DELETE_ACKED, (listed, 0))
             else:
@@ -443,4 +487,4 @@ class QueueStore:
             floor = max(positions) - base + 1
             params = {"floor": floor, "topic": op.topic, "base": base, "end": base + NUMBER_LIMIT}
             conn.execute(sql.RAISE_FLOOR, params)
-        return acked
+        return stale
