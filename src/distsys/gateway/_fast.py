@@ -47,9 +47,9 @@ from distsys.gateway._proxy import (
     balance_key,
     check_limit,
     end,
-    error_kind,
     give_up,
     settle_cancelled,
+    settle_failed,
     unavailable,
 )
 from distsys.gateway._relay import NO_BODY, answer_error, write_whole
@@ -351,14 +351,7 @@ class FastAnswer(Response):
         repeatable = ex.method in route.retry_methods
         verdict = judge_error(exc, repeatable=repeatable, call_ended=False)
         counts = verdict is None or verdict.counts
-        upstream.record(_monotonic() - self.start, counts)
-        if counts:
-            permit.failure(exc)
-            pick.done(error=True)
-        else:
-            permit.ignore()
-            pick.abandon()
-        stats.error(error_kind(exc))
+        settle_failed(exc, counts, permit, pick, upstream, stats, self.start)
         ex.last_error = exc if isinstance(exc, Exception) else DEADLINE_ERROR
         ex.kept = None
         if verdict is not None and verdict.retryable and ex.attempt < route.attempts:

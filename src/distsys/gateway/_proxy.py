@@ -261,14 +261,7 @@ async def _attempts(conn: Downstream, ex: Exchange, route: Route) -> bool:
                     permit.ignore()
                     pick.abandon()
                     return _body_failed(conn, ex, stats, exc)
-                upstream.record(_monotonic() - start, verdict.counts)
-                if verdict.counts:
-                    permit.failure(exc)
-                    pick.done(error=True)
-                else:
-                    permit.ignore()
-                    pick.abandon()
-                stats.error(error_kind(exc))
+                settle_failed(exc, verdict.counts, permit, pick, upstream, stats, start)
                 last_error = exc
                 kept = None
                 if verdict.retryable and await _may_retry(ex, target, attempt, attempts, deadline):
@@ -423,6 +416,28 @@ def settle_cancelled(
     else:
         permit.ignore()
         pick.abandon()
+
+
+def settle_failed(
+    exc: BaseException,
+    counts: bool,
+    permit: Permit,
+    pick: Pick,
+    upstream: Upstream,
+    stats: RouteStats,
+    start: float,
+) -> None:
+    """Account a failed attempt begun at ``start``: the instance's latency, the breaker's
+    and the balancer's outcome (a failure when ``counts``: the instance's fault; else
+    neither) and the route's error count."""
+    upstream.record(_monotonic() - start, counts)
+    if counts:
+        permit.failure(exc)
+        pick.done(error=True)
+    else:
+        permit.ignore()
+        pick.abandon()
+    stats.error(error_kind(exc))
 
 
 def unavailable(
