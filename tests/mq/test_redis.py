@@ -77,6 +77,20 @@ async def raw_client(port: int = PORT) -> Redis:
     return Redis(host=HOST, port=port, db=0)
 
 
+async def blocked_in_server(client: Redis, namespace: str) -> None:
+    """Wait until a connection of ``namespace``'s broker is blocked in XREADGROUP."""
+
+    async def blocked() -> bool:
+        return any(
+            c["name"].startswith(f"distsys-mq:{namespace}:")
+            and c.get("cmd") == "xreadgroup"
+            and "b" in c["flags"]
+            for c in await client.client_list()
+        )
+
+    await eventually(blocked)
+
+
 async def eventually(check: Any, *, timeout: float = WAIT) -> None:
     """Wait until the async ``check()`` is true (a safety net, not a timing)."""
     async with asyncio.timeout(timeout):
@@ -349,11 +363,15 @@ async def test_a_nacked_message_is_kept_for_its_group_while_others_trim(
 
 
 async def test_closing_a_subscription_ends_a_receive_blocked_in_the_server(
-    broker: RedisBroker,
+    broker: RedisBroker, namespace: str
 ) -> None:
     sub = broker.subscribe("t", "g", ack_wait=ACK_WAIT)
     waiting = asyncio.ensure_future(sub.receive(timeout=WAIT))
-    await asyncio.sleep(0.3)  # let it reach the blocking read
+    client = await raw_client()
+    try:
+        await blocked_in_server(client, namespace)
+    finally:
+        await client.aclose()
     await sub.aclose()
     async with asyncio.timeout(WAIT):
         with pytest.raises(BackendUnavailableError):
@@ -516,7 +534,11 @@ async def test_a_subscription_carries_on_after_the_server_restarts(own_server: O
             await broker.publish("t", b"before")
             assert await (await arrive(sub)).ack()
             waiting = asyncio.ensure_future(sub.receive(timeout=WAIT))
-            await asyncio.sleep(0.2)
+            client = Redis(host=HOST, port=own_server.port, password=own_server.password)
+            try:
+                await blocked_in_server(client, "restart")
+            finally:
+                await client.aclose()
             own_server.kill()  # without persistence: the stream and the group are lost
             own_server.start()
             await own_server.ready()
