@@ -13,7 +13,7 @@ import pytest
 
 import distsys
 
-OPTIONAL = ("redis", "nats", "aetcd", "dask", "distributed", "pyspark", "pyarrow")
+OPTIONAL = ("redis", "nats", "aetcd", "dask", "distributed", "pyspark", "pyarrow", "numpy")
 HEAVY = ("click", "rich")
 
 

@@ -52,14 +52,17 @@ def require(operation: str) -> Any:
     """Return the ``pyarrow`` module (with ``compute`` and ``csv`` loaded).
 
     Raises:
-        MissingLibraryError: pyarrow is not installed; names the extra that installs it.
+        MissingLibraryError: pyarrow (or numpy, which the table operations use too) is not
+            installed; names the extra that installs both.
     """
     try:
+        import numpy  # noqa: F401  # the key lookups and hashes of _table_ops and below
         import pyarrow  # type: ignore[import-untyped]
         import pyarrow.compute  # type: ignore[import-untyped]
         import pyarrow.csv  # type: ignore[import-untyped]
-    except ImportError:
-        raise MissingLibraryError(operation, LIBRARY, EXTRA) from None
+    except ImportError as exc:
+        missing = exc.name.partition(".")[0] if exc.name else LIBRARY
+        raise MissingLibraryError(operation, missing, EXTRA) from None
     return pyarrow
 
 
