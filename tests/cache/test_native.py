@@ -188,3 +188,27 @@ def test_threads_hammering_one_plain_cache_never_crash_it() -> None:
     assert errors == []
     assert len(cache) <= 64
     assert len(list(cache)) == len(cache)
+
+
+class BadHash:
+    """An argument whose hash fails with an error other than TypeError."""
+
+    def __hash__(self) -> int:
+        raise ValueError("no hash today")
+
+
+def test_a_hash_that_fails_otherwise_propagates_untouched() -> None:
+    calls: list[object] = []
+
+    @cached(LRUCache[Any, Any](4))
+    def remember(x: object) -> object:
+        calls.append(x)
+        return x
+
+    cache = LRUCache[Any, int](4)
+    with pytest.raises(ValueError, match="no hash today"):
+        remember(BadHash())
+    with pytest.raises(ValueError, match="no hash today"):
+        cache.get(BadHash())
+    assert calls == []
+    assert cache.statistics().misses == 0

@@ -169,17 +169,24 @@ chain_context(PyObject *type, PyObject *value, PyObject *tb)
     PyErr_Restore(type2, value2, tb2);
 }
 
-/* After a failed lookup: an unhashable key gets check_hashable's clearer error, with
- * the original TypeError as its context; any other error is left as it is. */
-static void
-lookup_failed(LRUMap *map, PyObject *key)
+/* After a failed lookup or hash, a TypeError (an unhashable key or argument) is handed
+ * to a Python function that raises a clearer error naming it. explain_begin fetches the
+ * TypeError (1), or leaves any other error in place (0); explain_end takes the explaining
+ * call's result: its error, with the TypeError as context, or, if it returned, the
+ * TypeError restored. */
+static int
+explain_begin(PyObject *explain, PyObject **type, PyObject **value, PyObject **tb)
 {
-    if (map->check_hashable == NULL || !PyErr_ExceptionMatches(PyExc_TypeError)) {
-        return;
+    if (explain == NULL || !PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return 0;
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyObject *ok = PyObject_CallOneArg(map->check_hashable, key);
+    PyErr_Fetch(type, value, tb);
+    return 1;
+}
+
+static void
+explain_end(PyObject *ok, PyObject *type, PyObject *value, PyObject *tb)
+{
     if (ok != NULL) {
         Py_DECREF(ok);
         PyErr_Restore(type, value, tb);
@@ -193,8 +200,10 @@ static inline Node *
 lookup(LRUMap *map, PyObject *key)
 {
     Node *node = (Node *)PyDict_GetItemWithError(map->dict, key);
-    if (node == NULL && PyErr_Occurred()) {
-        lookup_failed(map, key);
+    PyObject *type, *value, *tb;
+    if (node == NULL && PyErr_Occurred()
+        && explain_begin(map->check_hashable, &type, &value, &tb)) {
+        explain_end(PyObject_CallOneArg(map->check_hashable, key), type, value, tb);
     }
     return node;
 }
@@ -889,10 +898,17 @@ typedef struct {
     PyObject *weakrefs;
 } Memo;
 
+/* The call's keyword arguments as a dict (new reference): a tp_call may get NULL. */
+static inline PyObject *
+keywords(PyObject *kwargs)
+{
+    return kwargs != NULL ? Py_NewRef(kwargs) : PyDict_New();
+}
+
 static PyObject *
 memo_slow(Memo *memo, PyObject *key, PyObject *args, PyObject *kwargs)
 {
-    PyObject *kw = kwargs != NULL ? Py_NewRef(kwargs) : PyDict_New();
+    PyObject *kw = keywords(kwargs);
     if (kw == NULL) {
         return NULL;
     }
@@ -901,33 +917,13 @@ memo_slow(Memo *memo, PyObject *key, PyObject *args, PyObject *kwargs)
     return r;
 }
 
-static void
-memo_explain(Memo *memo, PyObject *key, PyObject *args, PyObject *kwargs)
-{
-    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
-        return;
-    }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyObject *kw = kwargs != NULL ? Py_NewRef(kwargs) : PyDict_New();
-    PyObject *ok = kw == NULL ? NULL
-                              : PyObject_CallFunctionObjArgs(memo->explain, key, args, kw, NULL);
-    Py_XDECREF(kw);
-    if (ok != NULL) {
-        Py_DECREF(ok);
-        PyErr_Restore(type, value, tb);
-        return;
-    }
-    chain_context(type, value, tb);
-}
-
 static PyObject *
 memo_call(Memo *memo, PyObject *args, PyObject *kwargs)
 {
     LRUMap *map = memo->map;
     PyObject *key;
     if (memo->custom || (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0)) {
-        PyObject *kw = kwargs != NULL ? Py_NewRef(kwargs) : PyDict_New();
+        PyObject *kw = keywords(kwargs);
         if (kw == NULL) {
             return NULL;
         }
@@ -943,8 +939,16 @@ memo_call(Memo *memo, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     Node *node = (Node *)PyDict_GetItemWithError(map->dict, key);
     if (node == NULL) {
+        PyObject *type, *value, *tb;
         if (PyErr_Occurred()) {
-            memo_explain(memo, key, args, kwargs);
+            if (explain_begin(memo->explain, &type, &value, &tb)) {
+                PyObject *kw = keywords(kwargs);
+                PyObject *ok = kw == NULL ? NULL
+                                          : PyObject_CallFunctionObjArgs(memo->explain, key,
+                                                                         args, kw, NULL);
+                Py_XDECREF(kw);
+                explain_end(ok, type, value, tb);
+            }
         }
         else {
             map->misses++;

@@ -4,9 +4,9 @@ Why a second class instead of a lock in :class:`LRUCache`: the plain cache's ope
 are compound (a lookup, then ``move_to_end``; an insert, then an eviction, then the
 weight bookkeeping), so threads interleaving inside them lose counts or fail half-way.
 A lock makes each operation atomic but, measured on the benchmark trace
-(``benchmarks/bench_cache.py``), leaves about a quarter to a half of the single-threaded
-throughput (a lock round trip costs more than a whole C ``get``); code that stays on one
-thread or one event loop should not pay for it.
+(``benchmarks/bench_cache.py``), leaves a fifth to a third of the single-threaded
+throughput (about half on the pure-Python build): a lock round trip costs more than a
+whole C ``get``. Code that stays on one thread or one event loop should not pay for it.
 
 The lock is reentrant because ``on_evict`` runs while it is held and may use the cache.
 Methods not overridden here (``[]``, ``in``, ``del``, iteration) are built on the
@@ -36,10 +36,10 @@ class ThreadSafeLRUCache(LRUCache[K, V]):
     Same constructor, API and semantics as :class:`LRUCache`. Thread-safe: every
     operation runs under one reentrant lock, so it is atomic and the counters,
     weights and recency order stay exact under any interleaving. The cost is the lock:
-    a quarter to a half of the single-threaded throughput of :class:`LRUCache` on the
-    benchmark trace (see ``docs/cache.md``), and threads serialise on it. ``on_evict`` runs on the
-    thread whose operation evicted, with the lock held: keep it short (it may call
-    back into the cache).
+    a fifth to a third of the single-threaded throughput of :class:`LRUCache` on the
+    benchmark trace (about half on the pure-Python build; see ``docs/cache.md``), and
+    threads serialise on it. ``on_evict`` runs on the thread whose operation evicted,
+    with the lock held: keep it short (it may call back into the cache).
     """
 
     __slots__ = ("_lock",)

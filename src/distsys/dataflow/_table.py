@@ -337,7 +337,10 @@ class TableDataset:
 
 
 class GroupedTable:
-    """A :class:`TableDataset` grouped by key columns, waiting for ``agg``. Immutable."""
+    """A :class:`TableDataset` grouped by key columns, waiting for ``agg``.
+
+    Immutable, so safe to share between threads, like the table it groups.
+    """
 
     __slots__ = ("_keys", "_table")
 
