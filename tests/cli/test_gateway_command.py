@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import signal
+import socket
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -96,3 +100,90 @@ async def test_run_reload_on_sighup_and_stop_on_sigterm(tmp_path: Path) -> None:
                 proc.kill()
                 await proc.wait()
             await upstream.aclose()
+
+
+def _first_line(fd: int, timeout: float) -> bytes:
+    """Read from ``fd`` up to the first newline, waiting at most ``timeout`` seconds."""
+    data = b""
+    give_up = time.monotonic() + timeout
+    while b"\n" not in data:
+        left = give_up - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"no line within {timeout}s: {data!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"end of output before a line: {data!r}")
+        data += chunk
+    return data
+
+
+def test_sigterm_after_the_reader_of_stdout_went_away_exits_quietly(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(_config(f"sqlite:///{tmp_path / 'registry.db'}", "/v1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distsys.cli", "gateway", "--config", str(path)],
+            stdout=write_end, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    try:
+        try:
+            assert b"serving on" in _first_line(read_end, 30)
+        finally:
+            os.close(read_end)  # "gateway stopped" now meets a closed pipe
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err.decode()
+        assert b"could not start" not in err
+        assert b"Traceback" not in err
+        assert b"Exception ignored" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_after_stdout_and_stderr_were_closed_exits_with_status_zero(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(_config(f"sqlite:///{tmp_path / 'registry.db'}", "/v1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distsys.cli", "gateway", "--config", str(path)],
+            stdout=out_write, stderr=err_write, env=env,
+        )  # fmt: skip
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    try:
+        try:
+            assert b"serving on" in _first_line(out_read, 30)
+        finally:
+            os.close(out_read)
+            os.close(err_read)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_listen_address_in_use_is_reported_as_a_start_failure(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "gateway.toml"
+        path.write_text(_config("memory://", "/v1").replace("127.0.0.1:0", f"127.0.0.1:{port}", 1))
+        result = CliRunner().invoke(main, ["gateway", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "the gateway could not start:" in result.output
+    assert "ddress already in use" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -85,12 +86,42 @@ def gateway(config_path: Path, check: bool, log_level: str) -> None:
         uvloop.run(_serve(config_path))
     except DistsysError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # the address is in use ...
-        raise click.ClickException(f"the gateway could not start: {exc}") from None
+    except OSError as exc:  # after start-up, which reports its own
+        raise click.ClickException(f"the gateway failed: {exc}") from None
+
+
+def _say(message: str) -> None:
+    """Print a status line on stdout; a reader that went away is not an error."""
+    try:
+        click.echo(message)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    """Point file descriptor 1 at the null device, so later writes and the flush at exit succeed."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (as under CliRunner), or closed
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _start_failure(exc: OSError) -> click.ClickException:
+    """The error that reports a gateway which could not start."""
+    return click.ClickException(f"the gateway could not start: {exc}")
 
 
 async def _serve(config_path: Path) -> None:
-    server = Gateway(config_path)
+    try:
+        server = Gateway(config_path)
+    except OSError as exc:  # the file went away since it was checked
+        raise _start_failure(exc) from None
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -100,17 +131,19 @@ async def _serve(config_path: Path) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as exc:  # the address is in use ...
+        raise _start_failure(exc) from None
     gc.freeze()  # what startup made lives on: keep it out of every collection
     address, admin = server.address, server.admin_address
     assert address is not None
     assert admin is not None
-    click.echo(
+    _say(
         f"gateway serving on http://{address[0]}:{address[1]} "
         f"(admin http://{admin[0]}:{admin[1]}), {server.statistics().routes} routes"
     )
-    sys.stdout.flush()
     await server.serve()
     for task in stopping:
         await task
-    click.echo("gateway stopped")
+    _say("gateway stopped")
