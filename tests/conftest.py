@@ -11,8 +11,11 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+
+from distsys import _pure
 
 # Fixtures shared by the test modules of several packages.
 pytest_plugins = ["tests.redis_keys"]
@@ -30,6 +33,22 @@ def _reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled module older than its source (``make`` rebuilds it)."""
+    if _pure.requested():
+        return
+    src = Path(_pure.__file__).parent.parent
+    for name in sorted(_pure.compiled_names()):
+        source = src / (name.replace(".", "/") + ".py")
+        built = list(source.parent.glob(source.stem + ".*.so"))
+        if built and max(b.stat().st_mtime for b in built) < source.stat().st_mtime:
+            pytest.exit(
+                f"{source} changed after it was compiled: rebuild with `make` (or "
+                f"`pip install -e .`), or test the source with {_pure.ENV}=1",
+                returncode=2,
+            )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -5,6 +5,11 @@ or ``from distsys.context import background, with_timeout``. This top-level modu
 light: it imports nothing heavy and no optional dependency.
 """
 
+from distsys import _pure
+
+if _pure.requested():  # DISTSYS_PURE_PYTHON=1: the .py files, not the compiled modules
+    _pure.install()
+
 from distsys.errors import DistsysError
 
 __all__ = ["DistsysError", "__version__"]

@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from distsys.gateway import Gateway, _downstream
+from distsys.gateway import Gateway
 from distsys.registry import Instance, Registry, open_registry
 from tests.gateway.client import Client, get
 from tests.gateway.conftest import admin_port, config, eventually, port_of, running
 from tests.gateway.upstream import Upstream
 
-Forward = Callable[..., Awaitable[bool]]
+
+class _WorkerCalls(logging.Handler):
+    """Notes the path of each request the worker task answers (a debug log record)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.paths: list[bytes] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        path = getattr(record, "path", None)
+        if isinstance(path, bytes):
+            self.paths.append(path)
 
 
 @pytest.fixture
-def worker_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+def worker_calls() -> Iterator[list[bytes]]:
     """The paths of the requests the worker task answered (the general path)."""
-    calls: list[bytes] = []
-    original: Forward = _downstream.forward
-
-    async def counting(conn: Any, ex: Any, route: Any) -> bool:
-        calls.append(ex.path)
-        return await original(conn, ex, route)
-
-    monkeypatch.setattr(_downstream, "forward", counting)
-    return calls
+    logger = logging.getLogger("distsys.gateway")
+    handler = _WorkerCalls()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.paths
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 async def _errors(gateway: Gateway) -> dict[str, int]:

@@ -493,6 +493,12 @@ class Downstream(asyncio.Protocol):
                     if route.__class__ is bool:
                         keep = route  # answered already
                     else:
+                        if log.isEnabledFor(logging.DEBUG):
+                            log.debug(
+                                "the worker task answers %s (request %s)",
+                                ex.path.decode("latin-1"), (ex.request_id or b"-").decode(),
+                                extra={"path": ex.path},
+                            )  # fmt: skip
                         keep = await forward(self, ex, route)  # type: ignore[arg-type]
                 finally:
                     self.current = None

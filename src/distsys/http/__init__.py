@@ -14,6 +14,8 @@ when its response has fully arrived and neither side asked to close. See
 ``docs/service-client.md`` for the design, limits and numbers.
 """
 
+from distsys import _pure
+from distsys.http import _pool, _response
 from distsys.http._client import HTTPClient, split_url
 from distsys.http._errors import (
     ConnectError,
@@ -34,6 +36,8 @@ from distsys.http._request_id import (
 )
 from distsys.http._response import DEFAULT_READ_LIMIT, Response
 from distsys.http._statistics import ClientStatistics, PoolStatistics
+
+_pure.restore_docstrings(_pool, _response)  # compiled by mypyc, which drops docstrings
 
 __all__ = [
     # the transport

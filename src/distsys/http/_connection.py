@@ -117,8 +117,9 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         sent = 0
         self.sending = True
+        chunks: AsyncIterable[object] = body  # checked below, item by item
         try:
-            async for chunk in body:
+            async for chunk in chunks:
                 if self.response is not response or transport.is_closing():
                     break  # answered (or failed) already: the rest is not wanted
                 if not isinstance(chunk, bytes | bytearray | memoryview):

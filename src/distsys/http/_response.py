@@ -7,6 +7,8 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
+from mypy_extensions import mypyc_attr
+
 from distsys.http._errors import ConnectionLostError, ResponseTooLargeError
 from distsys.http._headers import Headers
 
@@ -22,6 +24,7 @@ DEFAULT_READ_LIMIT: Final = 16 * 1024 * 1024
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled: subclasses may be plain Python
 class Response:
     """An HTTP response: ``status`` and ``headers`` now, the body as it arrives.
 

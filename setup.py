@@ -1,0 +1,82 @@
+"""Build: the optional C extension of the LRU cache, and the modules mypyc compiles.
+
+Both are optional: without a C compiler the install goes on in pure Python.
+``_clru.c`` is skipped alone when it does not compile (``distsys.cache`` then runs the
+same algorithm in Python). The modules listed in ``src/distsys/_compiled.txt`` are
+compiled with mypyc — when it is importable at build time (``pyproject.toml`` asks for
+it) and ``DISTSYS_PURE_PYTHON`` is unset or ``0`` — all of them or none: if one fails
+to build, the others are dropped too and every one installs as the Python module it is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+CACHE_EXTENSION = "distsys.cache._clru"
+
+
+def compiled_modules() -> list[str]:
+    """The modules to compile, as paths relative to ``src`` (comments and blanks skipped)."""
+    listed = (SRC / "distsys" / "_compiled.txt").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in listed if line.strip() and not line.startswith("#")]
+
+
+def mypyc_extensions() -> list[Extension]:
+    if os.environ.get("DISTSYS_PURE_PYTHON", "0") not in ("", "0"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("distsys: mypyc is not installed: pure-Python build", file=sys.stderr)
+        return []
+    cwd = os.getcwd()
+    # Module names follow the paths: distsys/gateway/_fast.py is distsys.gateway._fast.
+    os.chdir(SRC)
+    try:
+        return list(
+            mypycify(
+                # The build environment may lack the runtime dependencies (httptools,
+                # uvloop ...): their types are then Any, which compiles the same.
+                ["--ignore-missing-imports", *compiled_modules()],
+                opt_level="3",
+                target_dir=str(HERE / "build" / "mypyc"),
+                group_name="distsys_native",
+            )
+        )
+    finally:
+        os.chdir(cwd)
+
+
+class BuildAllOrNone(build_ext):
+    """Build the extensions; if a mypyc one fails, build the others without any of them."""
+
+    def build_extensions(self) -> None:
+        compiled = [ext for ext in self.extensions if ext.name != CACHE_EXTENSION]
+        try:
+            super().build_extensions()
+        except (CCompilerError, ExecError, PlatformError, OSError) as exc:
+            if not compiled:
+                raise
+            print(f"distsys: the compiled modules did not build ({exc}): pure-Python build",
+                  file=sys.stderr)  # fmt: skip
+            for ext in compiled:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            self.extensions = [ext for ext in self.extensions if ext not in compiled]
+            super().build_extensions()
+
+
+setup(
+    ext_modules=[
+        Extension(CACHE_EXTENSION, ["src/distsys/cache/_clru.c"], optional=True),
+        *mypyc_extensions(),
+    ],
+    cmdclass={"build_ext": BuildAllOrNone},
+)
