@@ -7,8 +7,6 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
-from mypy_extensions import mypyc_attr
-
 from distsys.http._errors import ConnectionLostError, ResponseTooLargeError
 from distsys.http._headers import Headers
 
@@ -24,7 +22,6 @@ DEFAULT_READ_LIMIT: Final = 16 * 1024 * 1024
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # compiled: subclasses may be plain Python
 class Response:
     """An HTTP response: ``status`` and ``headers`` now, the body as it arrives.
 
@@ -43,7 +40,9 @@ class Response:
     arrived; the connection goes back to its pool right after) and ``_fail(exc)``. A
     subclass started with :meth:`ConnectionPool.start_nowait` may extend them to act on
     the response as it arrives (keeping what they do to the response's state); they
-    must not raise.
+    must not raise. Where this module is compiled (see ``docs/gateway.md``), such a
+    subclass must be compiled with it: a plain Python one raises ``TypeError`` when made
+    (with ``DISTSYS_PURE_PYTHON=1`` any subclass works).
 
     Attributes:
         status: the status code (1xx responses are skipped, so >= 200).
