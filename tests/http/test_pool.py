@@ -9,7 +9,14 @@ import socket
 import pytest
 
 from distsys.errors import ArgumentTypeError, DistsysError, InvalidArgumentError
-from distsys.http import ConnectError, ConnectionLostError, ConnectionPool, Response, _response, prepare
+from distsys.http import (
+    ConnectError,
+    ConnectionLostError,
+    ConnectionPool,
+    Response,
+    _response,
+    prepare,
+)
 from distsys.testing import ManualClock
 from tests.http.conftest import eventually
 from tests.http.server import Exchange, TestServer
