@@ -10,9 +10,11 @@ to build, the others are dropped too and every one installs as the Python module
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -23,14 +25,25 @@ SRC = HERE / "src"
 CACHE_EXTENSION = "distsys.cache._clru"
 
 
-def compiled_modules() -> list[str]:
-    """The modules to compile, as paths relative to ``src`` (comments and blanks skipped)."""
-    listed = (SRC / "distsys" / "_compiled.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in listed if line.strip() and not line.startswith("#")]
+def _pure() -> ModuleType:
+    """``distsys._pure`` (the list of compiled modules, DISTSYS_PURE_PYTHON), loaded by
+    path: importing the package would need its dependencies in the build environment."""
+    spec = importlib.util.spec_from_file_location("_distsys_pure", SRC / "distsys" / "_pure.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compiled_modules(pure: ModuleType) -> list[str]:
+    """The modules to compile, as paths relative to ``src``."""
+    return sorted(name.replace(".", "/") + ".py" for name in pure.compiled_names())
 
 
 def mypyc_extensions() -> list[Extension]:
-    if os.environ.get("DISTSYS_PURE_PYTHON", "0") not in ("", "0"):
+    pure = _pure()
+    if pure.requested():
         return []
     try:
         from mypyc.build import mypycify
@@ -48,7 +61,7 @@ def mypyc_extensions() -> list[Extension]:
     try:
         return list(
             mypycify(
-                ["--config-file", str(config), *compiled_modules()],
+                ["--config-file", str(config), *compiled_modules(pure)],
                 opt_level="3",
                 target_dir=str(HERE / "build" / "mypyc"),
                 group_name="distsys_native",
