@@ -14,6 +14,8 @@ default: power of two choices over latency, as go-zero) and ``"consistent_hash"`
 (key affinity with bounded loads). See ``docs/balancer.md``.
 """
 
+from distsys import _pure
+from distsys.balancer import _base, _pick
 from distsys.balancer._base import Balancer
 from distsys.balancer._factory import BALANCERS, DEFAULT_BALANCER, make_balancer
 from distsys.balancer._hash import ConsistentHashBalancer
@@ -23,6 +25,8 @@ from distsys.balancer._pick import Pick
 from distsys.balancer._random import RandomBalancer
 from distsys.balancer._round_robin import RoundRobinBalancer
 from distsys.balancer._statistics import BalancerStatistics, InstanceStatistics
+
+_pure.restore_docstrings(_base, _pick)  # compiled by mypyc, which drops docstrings
 
 __all__ = [
     "Balancer",

@@ -15,8 +15,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Collection, Iterable
-from random import Random
 from typing import ClassVar
+
+from mypy_extensions import mypyc_attr
 
 from distsys.balancer._checks import (
     check_clock,
@@ -29,7 +30,7 @@ from distsys.balancer._checks import (
 from distsys.balancer._node import Node, explain
 from distsys.balancer._pick import Pick
 from distsys.balancer._statistics import BalancerStatistics, InstanceStatistics
-from distsys.clock import Clock, MonotonicClock
+from distsys.clock import MonotonicClock
 from distsys.errors import ArgumentTypeError, NoInstancesError
 from distsys.hashring import Key
 from distsys.registry import Instance, Status
@@ -37,6 +38,7 @@ from distsys.registry import Instance, Status
 __all__ = ["Balancer", "Node"]  # Node re-exported for the pickers
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the pickers that stay Python
 class Balancer(abc.ABC):
     """Choose an instance of one service per request; learn from how requests went.
 
@@ -80,11 +82,14 @@ class Balancer(abc.ABC):
         self,
         instances: Iterable[Instance] = (),
         *,
-        service: str | None = None,
-        clock: Clock | None = None,
-        rng: Random | None = None,
-        panic_threshold: float = 0.0,
+        service: object = None,
+        clock: object = None,
+        rng: object = None,
+        panic_threshold: object = 0.0,
     ) -> None:
+        # The arguments are typed ``object``: mypyc compiles this module, and a bad value
+        # must reach the checks (which name the field) rather than mypyc's conversion.
+        # Each public subclass declares their types.
         self._service = check_service(service)
         self._clock = check_clock(clock)
         # time.monotonic itself when the clock is the real one: one call less per pick
