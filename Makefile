@@ -38,7 +38,7 @@ typecheck: .make-install-dev
 # their plain Python source (the build without mypyc or a C compiler).
 unit: .make-install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	DISTSYS_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/gateway tests/http $(PYTEST_ARGS)
+	DISTSYS_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/balancer tests/gateway tests/http $(PYTEST_ARGS)
 
 bench: .make-install-dev
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
