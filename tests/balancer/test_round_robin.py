@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distsys.balancer import RoundRobinBalancer, _round_robin
-from distsys.balancer._round_robin import smooth_cycle
+from distsys.balancer import RoundRobinBalancer
+from distsys.balancer._round_robin_core import smooth_cycle
 
 from .support import make_instances, pick_ids, seeded
 
@@ -49,11 +48,11 @@ def test_the_precomputed_cycle_and_the_linear_pass_agree(weights: list[int]) -> 
     instances = make_instances(len(weights), weights=weights)
     divisor = math.gcd(*weights)
     expected = [f"i{n}" for n in smooth_cycle([w // divisor for w in weights])]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_round_robin, "CYCLE_BUDGET", 0)  # force the O(n) pass
-        linear = RoundRobinBalancer(instances, rng=seeded())
-        assert linear._cycle is None
-        assert pick_ids(linear, 2 * len(expected), key=None) == expected * 2
+    linear = RoundRobinBalancer(instances, rng=seeded())
+    linear._cycle_budget = 0  # force the O(n) pass
+    linear._rebuild()
+    assert linear._cycle is None
+    assert pick_ids(linear, 2 * len(expected), key=None) == expected * 2
     cached = RoundRobinBalancer(instances, rng=seeded())
     assert cached._cycle is not None
     picks = pick_ids(cached, len(expected), key=None)

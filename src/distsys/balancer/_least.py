@@ -1,22 +1,22 @@
-"""LeastOutstandingBalancer: the fewest requests in flight per unit of weight."""
+"""LeastOutstandingBalancer: the fewest requests in flight per unit of weight.
+
+The algorithm is in ``_least_core``, compiled by mypyc with the rest of the balancer's
+per-request path; this module is its public face, with the argument types declared.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from random import Random
 
-from distsys.balancer._base import Balancer, Node
+from distsys.balancer._least_core import LeastOutstandingCore
 from distsys.clock import Clock
-from distsys.errors import ArgumentTypeError, InvalidArgumentError
-from distsys.hashring import Key
 from distsys.registry import Instance
 
 __all__ = ["LeastOutstandingBalancer"]
 
-_CHOICES_ACCEPTED = "None (exact minimum over all instances) or an int >= 2 (sampled)"
 
-
-class LeastOutstandingBalancer(Balancer):
+class LeastOutstandingBalancer(LeastOutstandingCore):
     """Send each request where the fewest are in flight, relative to weight.
 
     *Outstanding* is this balancer's own count of picks not finished yet. With
@@ -38,8 +38,6 @@ class LeastOutstandingBalancer(Balancer):
         choices: None for the exact minimum, or how many instances to sample (>= 2).
     """
 
-    name = "least_outstanding"
-
     def __init__(
         self,
         instances: Iterable[Instance] = (),
@@ -50,56 +48,11 @@ class LeastOutstandingBalancer(Balancer):
         rng: Random | None = None,
         panic_threshold: float = 0.0,
     ) -> None:
-        if choices is not None:
-            if isinstance(choices, bool) or not isinstance(choices, int):
-                raise ArgumentTypeError("choices", choices, _CHOICES_ACCEPTED)
-            if choices < 2:
-                raise InvalidArgumentError("choices", choices, _CHOICES_ACCEPTED)
-        self._choices = choices
         super().__init__(
-            instances, service=service, clock=clock, rng=rng, panic_threshold=panic_threshold
+            instances,
+            choices=choices,
+            service=service,
+            clock=clock,
+            rng=rng,
+            panic_threshold=panic_threshold,
         )
-
-    def _rebuild(self) -> None:
-        for node in self._candidates:
-            node.current = 0
-
-    def _choose(self, key: Key | None, exclude: Collection[str], now: float) -> Node | None:
-        nodes = self._candidates
-        if exclude:
-            nodes = [node for node in nodes if node.id not in exclude]
-        if not nodes:
-            return None
-        if self._choices is not None and len(nodes) > self._choices:
-            return self._sampled(nodes, self._choices)
-        best = nodes[0]
-        ties = [best]
-        for node in nodes[1:]:
-            # node.outstanding / node.weight vs best's, without division
-            mine = node.outstanding * best.weight
-            theirs = best.outstanding * node.weight
-            if mine < theirs:
-                best = node
-                ties = [node]
-            elif mine == theirs:
-                ties.append(node)
-        if len(ties) == 1:
-            return best
-        total = 0
-        for node in ties:
-            node.current += node.weight
-            total += node.weight
-            if node.current > best.current:
-                best = node
-        best.current -= total
-        return best
-
-    def _sampled(self, nodes: list[Node], choices: int) -> Node:
-        random = self._random
-        size = len(nodes)
-        best = nodes[int(random() * size)]
-        for _ in range(choices - 1):
-            node = nodes[int(random() * size)]
-            if node.outstanding * best.weight < best.outstanding * node.weight:
-                best = node
-        return best

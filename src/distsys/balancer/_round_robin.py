@@ -8,50 +8,24 @@ loses the total weight. Over ``W = sum(weights)`` picks each instance is chosen 
 to zero: the sequence is periodic with period ``W``. So when the cycle is short (after
 dividing the weights by their greatest common divisor) it is computed once per change
 of the candidates and a pick is one list index; otherwise each pick runs the O(n) pass.
+
+The algorithm is in ``_round_robin_core``, compiled by mypyc with the rest of the balancer's
+per-request path; this module is its public face, with the argument types declared.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable
 from random import Random
-from typing import Final
 
-from distsys.balancer._base import Balancer, Node
+from distsys.balancer._round_robin_core import RoundRobinCore
 from distsys.clock import Clock
-from distsys.hashring import Key
 from distsys.registry import Instance
 
-__all__ = ["RoundRobinBalancer", "smooth_cycle"]
-
-CYCLE_BUDGET: Final = 1 << 15
-"""Most steps (instances x cycle length) spent precomputing a cycle: a few ms at most."""
+__all__ = ["RoundRobinBalancer"]
 
 
-def smooth_cycle(weights: Sequence[int]) -> list[int]:
-    """Return one period of nginx's smooth weighted round robin, as indices into ``weights``.
-
-    Index ``i`` appears exactly ``weights[i]`` times among the ``sum(weights)`` entries.
-
-    Args:
-        weights: positive ints.
-    """
-    total = sum(weights)
-    indices = range(len(weights))
-    current = [0] * len(weights)
-    cycle = []
-    for _ in range(total):
-        best = 0
-        for i in indices:
-            current[i] += weights[i]
-            if current[i] > current[best]:
-                best = i
-        current[best] -= total
-        cycle.append(best)
-    return cycle
-
-
-class RoundRobinBalancer(Balancer):
+class RoundRobinBalancer(RoundRobinCore):
     """Smooth weighted round robin (nginx): deterministic, honours ``Instance.weight``.
 
     Over any ``W`` consecutive picks without exclusions or changes (``W`` the sum of the
@@ -69,8 +43,6 @@ class RoundRobinBalancer(Balancer):
     Thread-safe (see :class:`Balancer`).
     """
 
-    name = "round_robin"
-
     def __init__(
         self,
         instances: Iterable[Instance] = (),
@@ -80,66 +52,10 @@ class RoundRobinBalancer(Balancer):
         rng: Random | None = None,
         panic_threshold: float = 0.0,
     ) -> None:
-        self._cycle: list[Node] | None = []  # None: too long to precompute, run the pass
-        self._weights: list[int] = []
-        self._cursor = 0
-        self._started = False
         super().__init__(
-            instances, service=service, clock=clock, rng=rng, panic_threshold=panic_threshold
+            instances,
+            service=service,
+            clock=clock,
+            rng=rng,
+            panic_threshold=panic_threshold,
         )
-
-    def _rebuild(self) -> None:
-        nodes = self._candidates
-        if not nodes:
-            self._cycle, self._weights, self._cursor = [], [], 0
-            return
-        divisor = math.gcd(*(node.weight for node in nodes))
-        weights = [node.weight // divisor for node in nodes]
-        total = sum(weights)
-        self._weights = weights
-        for node in nodes:
-            node.current = 0
-        if total * len(nodes) > CYCLE_BUDGET:
-            self._cycle = None
-            return
-        self._cycle = [nodes[i] for i in smooth_cycle(weights)]
-        if self._started:
-            self._cursor %= total
-        else:
-            self._cursor = int(self._random() * total)
-            self._started = True
-
-    def _choose(self, key: Key | None, exclude: Collection[str], now: float) -> Node | None:
-        cycle = self._cycle
-        if cycle and not exclude:
-            i = self._cursor
-            node = cycle[i]
-            i += 1
-            self._cursor = i if i < len(cycle) else 0
-            return node
-        if cycle is None:
-            return self._smooth_pass(exclude)
-        size = len(cycle)
-        start = self._cursor
-        for step in range(size):
-            node = cycle[(start + step) % size]
-            if node.id not in exclude:
-                self._cursor = (start + step + 1) % size
-                return node
-        return None
-
-    def _smooth_pass(self, exclude: Collection[str]) -> Node | None:
-        # One step of nginx's algorithm; excluded instances sit the step out, as nginx
-        # skips the peers a request has already tried.
-        best: Node | None = None
-        total = 0
-        for node, weight in zip(self._candidates, self._weights, strict=True):
-            if exclude and node.id in exclude:
-                continue
-            node.current += weight
-            total += weight
-            if best is None or node.current > best.current:
-                best = node
-        if best is not None:
-            best.current -= total
-        return best
