@@ -66,7 +66,7 @@ class RoundRobinCore(Balancer):
         panic_threshold: object = 0.0,
     ) -> None:
         self._cycle: list[Node] | None = []  # None: too long to precompute, run the pass
-        self._cycle_budget = CYCLE_BUDGET
+        self._cycle_budget = CYCLE_BUDGET  # per balancer: a compiled Final is not patchable
         self._weights: list[int] = []
         self._cursor = 0
         self._started = False
