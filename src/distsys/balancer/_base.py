@@ -87,9 +87,12 @@ class Balancer(abc.ABC):
         rng: object = None,
         panic_threshold: object = 0.0,
     ) -> None:
-        # The arguments are typed ``object``: mypyc compiles this module, and a bad value
-        # must reach the checks (which name the field) rather than mypyc's conversion.
-        # Each public subclass declares their types.
+        # The arguments are typed ``object``, here and in the algorithms' compiled cores
+        # (``_*_core.py``): mypyc converts typed arguments on the way in, so a bad value
+        # would raise its TypeError instead of reaching the checks that name the field.
+        # Each public class (``_p2c.py`` ...) is a Python subclass of its core that
+        # declares the types. (The cores repeat these four arguments rather than pass
+        # ``**options`` on: mypyc binds ``**`` to a compiled keyword-only signature wrongly.)
         self._service = check_service(service)
         self._clock = check_clock(clock)
         # time.monotonic itself when the clock is the real one: one call less per pick

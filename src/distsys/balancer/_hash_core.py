@@ -23,11 +23,9 @@ _KEY_ACCEPTED = "a request key (str, bytes or int): consistent_hash places reque
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # ConsistentHashBalancer, the public class
 class ConsistentHashCore(Balancer):
-    """ConsistentHashBalancer's algorithm, compiled by mypyc; it checks its own arguments.
+    """ConsistentHashBalancer's algorithm, compiled by mypyc.
 
-    The arguments are typed ``object`` (or ``Any``) so that a bad value reaches the
-    checks that name the field rather than mypyc's conversion; the public class
-    declares their types.
+    Its arguments are typed ``object``: see ``Balancer.__init__``.
     """
 
     name = "consistent_hash"

@@ -22,11 +22,9 @@ _CHOICES_ACCEPTED = "None (exact minimum over all instances) or an int >= 2 (sam
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # LeastOutstandingBalancer, the public class
 class LeastOutstandingCore(Balancer):
-    """LeastOutstandingBalancer's algorithm, compiled by mypyc; it checks its own arguments.
+    """LeastOutstandingBalancer's algorithm, compiled by mypyc.
 
-    The arguments are typed ``object`` so that a bad value reaches the
-    checks that name the field rather than mypyc's conversion; the public class
-    declares their types.
+    Its arguments are typed ``object``: see ``Balancer.__init__``.
     """
 
     name = "least_outstanding"

@@ -27,11 +27,9 @@ PAIRS_UP_TO: Final = 64  # precompute the pairs to draw from up to this many can
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # P2CEWMABalancer, the public class
 class P2CEWMACore(Balancer):
-    """P2CEWMABalancer's algorithm, compiled by mypyc; it checks its own arguments.
+    """P2CEWMABalancer's algorithm, compiled by mypyc.
 
-    The arguments are typed ``object`` so that a bad value reaches the checks (which
-    name the field) rather than mypyc's conversion; :class:`P2CEWMABalancer` declares
-    their types.
+    Its arguments are typed ``object``: see ``Balancer.__init__``.
     """
 
     name = "p2c_ewma"

@@ -21,11 +21,9 @@ __all__ = ["RandomCore"]
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # RandomBalancer, the public class
 class RandomCore(Balancer):
-    """RandomBalancer's algorithm, compiled by mypyc; it checks its own arguments.
+    """RandomBalancer's algorithm, compiled by mypyc.
 
-    The arguments are typed ``object`` so that a bad value reaches the
-    checks that name the field rather than mypyc's conversion; the public class
-    declares their types.
+    Its arguments are typed ``object``: see ``Balancer.__init__``.
     """
 
     name = "random"

@@ -47,11 +47,9 @@ def smooth_cycle(weights: Sequence[int]) -> list[int]:
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # RoundRobinBalancer, the public class
 class RoundRobinCore(Balancer):
-    """RoundRobinBalancer's algorithm, compiled by mypyc; it checks its own arguments.
+    """RoundRobinBalancer's algorithm, compiled by mypyc.
 
-    The arguments are typed ``object`` so that a bad value reaches the
-    checks that name the field rather than mypyc's conversion; the public class
-    declares their types.
+    Its arguments are typed ``object``: see ``Balancer.__init__``.
     """
 
     name = "round_robin"
